@@ -1,0 +1,227 @@
+/* cmd_mount.c — `wsync mount [-f] [--allow-other] [--keep-owner] SRC MNT`. */
+#include "../fs/mounts.h"
+#include "cli.h"
+#include "mount_daemon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char help[] =
+    "usage: wsync mount [OPTIONS] SRC MNT\n"
+    "\n"
+    "Show the directory SRC at the empty directory MNT through FUSE.  Every\n"
+    "change made under MNT (editor, compiler, container) or directly in SRC is\n"
+    "journaled.  SRC/.wsync/ holds this machine's state; it is hidden from MNT.\n"
+    "Returns once MNT is ready; the daemon keeps running in the background.\n"
+    "\n"
+    "Options:\n"
+    "  -f, --foreground    stay in the foreground; Ctrl-C unmounts\n"
+    "      --allow-other   let other users (the Docker daemon, containers) use\n"
+    "                      the mount; the default when run as root\n"
+    "      --no-allow-other  only the mounting user may use the mount\n"
+    "      --keep-owner    files created through MNT are owned by the creating\n"
+    "                      user; by default they belong to SRC's owner, so a\n"
+    "                      container's root does not leave root-owned files\n"
+    "      --writeback     kernel writeback cache: faster small writes, but edits\n"
+    "                      made directly in SRC to files open under MNT may show\n"
+    "                      a stale size until they are closed\n"
+    "      --timeout SECS  kernel entry/attribute cache timeout (default 86400,\n"
+    "                      kept exact by watching SRC)\n"
+    "  -d, --debug         trace every FUSE request on stderr (implies -f)\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Examples:\n"
+    "  wsync mount . /srv\n"
+    "  docker run -it --rm -v /srv:/srv IMAGE\n"
+    "  wsync unmount /srv\n";
+
+/* The checks a user gets a clear sentence for, before anything is mounted. */
+static int check_source(const char *src_arg, char **src)
+{
+    struct stat st;
+    if (stat(src_arg, &st) < 0)
+        return cli_error("source %s: %s", src_arg, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return cli_error("source %s is not a directory", src_arg);
+    *src = realpath(src_arg, NULL);
+    if (!*src)
+        return cli_error("source %s: %s", src_arg, strerror(errno));
+    return 0;
+}
+
+static int check_mountpoint(const char *mnt_arg, char **mnt)
+{
+    struct stat st;
+    if (stat(mnt_arg, &st) < 0) {
+        if (errno == ENOTCONN)
+            return cli_error("mount point %s is a stale mount whose daemon died; "
+                             "run 'wsync unmount %s' first",
+                             mnt_arg, mnt_arg);
+        if (errno == ENOENT)
+            return cli_error("mount point %s does not exist (create it with 'mkdir -p %s')",
+                             mnt_arg, mnt_arg);
+        return cli_error("mount point %s: %s", mnt_arg, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return cli_error("mount point %s is not a directory", mnt_arg);
+    *mnt = realpath(mnt_arg, NULL);
+    if (!*mnt)
+        return cli_error("mount point %s: %s", mnt_arg, strerror(errno));
+
+    struct mount_info m;
+    if (mounts_at(*mnt, &m) == 0) {
+        bool ours = strcmp(m.fstype, WSYNC_FSTYPE) == 0;
+        int r = ours ? cli_error("%s is already a wsync mount of %s; "
+                                 "run 'wsync unmount %s' first",
+                                 *mnt, m.source, *mnt)
+                     : 0;
+        mount_info_release(&m);
+        if (r)
+            return r;
+    }
+    DIR *dir = opendir(*mnt);
+    if (!dir)
+        return cli_error("mount point %s: %s", *mnt, strerror(errno));
+    struct dirent *de;
+    bool empty = true;
+    while ((de = readdir(dir)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = false;
+    closedir(dir);
+    if (!empty)
+        return cli_error("mount point %s is not empty (mounting would hide its files)", *mnt);
+    return 0;
+}
+
+static bool is_within(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    return strncmp(dir, path, n) == 0 && (path[n] == '/' || path[n] == '\0' || n == 1);
+}
+
+static int check_fuse_device(void)
+{
+    /* WSYNC_FUSE_DEVICE lets tests simulate a missing or forbidden device. */
+    const char *dev = getenv("WSYNC_FUSE_DEVICE");
+    if (!dev || !*dev)
+        dev = "/dev/fuse";
+    int fd = open(dev, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno == ENOENT)
+        return cli_error("%s does not exist: load the fuse module ('modprobe fuse'), or in a "
+                         "container pass '--device /dev/fuse --cap-add SYS_ADMIN'",
+                         dev);
+    if (errno == EACCES || errno == EPERM)
+        return cli_error("cannot open %s: %s (wsync mount needs root here)", dev,
+                         strerror(errno));
+    return cli_error("cannot open %s: %s", dev, strerror(errno));
+}
+
+/* Fork the daemon and wait for its one-line report: empty means ready. */
+static int run_background(const struct wfs_options *opt)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return cli_error("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return cli_error("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(pipefd[0]);
+        setsid();
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0)
+            dup2(null, STDIN_FILENO);
+        if (chdir("/") != 0) { /* do not pin the caller's cwd */
+        }
+        _exit(mount_daemon_run(opt, pipefd[1]));
+    }
+    close(pipefd[1]);
+    char line[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(line) - 1 &&
+           ((n = read(pipefd[0], line + len, sizeof(line) - 1 - len)) > 0 ||
+            (n < 0 && errno == EINTR)))
+        if (n > 0)
+            len += (size_t)n;
+    close(pipefd[0]);
+    line[len] = '\0';
+    if (len == 0)
+        return cli_error("the mount daemon for %s exited before the mount was ready "
+                         "(see %s/.wsync/daemon.log)",
+                         opt->src, opt->src);
+    if (line[0] == '\n')
+        return 0;
+    line[strcspn(line, "\n")] = '\0';
+    return cli_error("%s", line);
+}
+
+int cmd_mount(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"foreground", no_argument, NULL, 'f'},
+        {"allow-other", no_argument, NULL, 'a'},
+        {"no-allow-other", no_argument, NULL, 'A'},
+        {"keep-owner", no_argument, NULL, 'k'},
+        {"writeback", no_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 't'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct wfs_options opt = {.allow_other = geteuid() == 0, .cache_timeout = -1};
+    bool foreground = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': foreground = true; break;
+        case 'a': opt.allow_other = true; break;
+        case 'A': opt.allow_other = false; break;
+        case 'k': opt.keep_owner = true; break;
+        case 'w': opt.writeback = true; break;
+        case 'd': opt.debug = foreground = true; break;
+        case 't': {
+            char *end;
+            opt.cache_timeout = strtod(optarg, &end);
+            if (*end || opt.cache_timeout < 0)
+                return cli_usage_error("mount", "--timeout wants seconds >= 0, not '%s'", optarg);
+            break;
+        }
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_usage_error("mount", "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error("mount", "expected SRC and MNT");
+
+    char *src = NULL, *mnt = NULL;
+    int r = check_source(argv[optind], &src);
+    if (!r)
+        r = check_mountpoint(argv[optind + 1], &mnt);
+    if (!r && (is_within(src, mnt) || is_within(mnt, src)))
+        r = cli_error("mount point %s and source %s overlap: the mount would contain itself",
+                      mnt, src);
+    if (!r)
+        r = check_fuse_device();
+    if (!r) {
+        opt.src = src;
+        opt.mountpoint = mnt;
+        r = foreground ? mount_daemon_run(&opt, -1) : run_background(&opt);
+    }
+    free(src);
+    free(mnt);
+    return r;
+}

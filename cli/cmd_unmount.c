@@ -1,0 +1,115 @@
+/* cmd_unmount.c — `wsync unmount [--lazy] MNT`: flush, unmount, wait for the daemon. */
+#include "../fs/mounts.h"
+#include "../sync/control.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char help[] =
+    "usage: wsync unmount [OPTIONS] MNT\n"
+    "\n"
+    "Flush pending changes, unmount MNT and wait for its daemon to exit.\n"
+    "A mount whose daemon died (\"Transport endpoint is not connected\") is\n"
+    "cleaned up too.\n"
+    "\n"
+    "Options:\n"
+    "  -l, --lazy          detach now even if files under MNT are open; the\n"
+    "                      daemon exits once they are closed\n"
+    "  -t, --timeout SECS  how long to wait for the daemon (default 30)\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Example:\n"
+    "  wsync unmount /srv\n";
+
+/* Wait for pid to exit; true if it did within timeout_ms. */
+static bool wait_exit(pid_t pid, int timeout_ms)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0)
+        return errno == ESRCH;
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    int r = poll(&p, 1, timeout_ms);
+    close(pfd);
+    return r > 0;
+}
+
+int cmd_unmount(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"lazy", no_argument, NULL, 'l'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    bool lazy = false;
+    double timeout = 30;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "lt:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': lazy = true; break;
+        case 't': timeout = atof(optarg); break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_usage_error("unmount", "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("unmount", "expected MNT");
+
+    char *mnt = realpath(argv[optind], NULL);
+    if (!mnt)
+        mnt = cli_absolute_path(argv[optind]); /* dead mounts fail realpath */
+    if (!mnt)
+        return cli_error("%s: %s", argv[optind], strerror(errno));
+    struct mount_info m;
+    int r = mounts_at(mnt, &m);
+    if (r) {
+        r = cli_error("%s is not mounted", mnt);
+        free(mnt);
+        return r;
+    }
+    if (strcmp(m.fstype, WSYNC_FSTYPE) != 0) {
+        r = cli_error("%s is not a wsync mount (it is %s)", mnt, m.fstype);
+        goto out;
+    }
+
+    /* Ask the daemon to flush and tell us its pid; a dead one cannot. */
+    char state[4096];
+    snprintf(state, sizeof(state), "%s/.wsync", m.source);
+    pid_t pid = 0;
+    if (cli_daemon_request(m.source, "flush", false) == 0) {
+        char *reply = NULL;
+        if (control_request(state, "pid", &reply) == 0)
+            pid = (pid_t)atoi(reply);
+        free(reply);
+    } else {
+        fprintf(stderr, "wsync: removing the stale mount at %s\n", mnt);
+        lazy = true;
+    }
+
+    if (umount2(mnt, lazy ? MNT_DETACH : 0) < 0) {
+        if (errno == EBUSY)
+            r = cli_error("%s is busy: a process has a file open or its working directory "
+                          "under it (find it with 'fuser -vm %s', or use --lazy)",
+                          mnt, mnt);
+        else
+            r = cli_error("cannot unmount %s: %s", mnt, strerror(errno));
+        goto out;
+    }
+    if (pid > 0 && !lazy && !wait_exit(pid, (int)(timeout * 1000)))
+        r = cli_error("unmounted %s, but its daemon (pid %d) did not exit within %.0f s", mnt,
+                      (int)pid, timeout);
+out:
+    mount_info_release(&m);
+    free(mnt);
+    return r;
+}

@@ -1,0 +1,56 @@
+/* main.c — `wsync COMMAND ...`: dispatch to one file per command. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"mount", cmd_mount, "show SRC at MNT through FUSE, journaling every change"},
+    {"unmount", cmd_unmount, "flush and unmount a wsync mount"},
+    {"status", cmd_status, "what the daemon serving a mount is doing"},
+    {"log", cmd_log, "recent changes seen by the daemon"},
+};
+
+static void usage(FILE *out)
+{
+    fputs("usage: wsync COMMAND [OPTIONS] [ARGS]\n\n"
+          "wsync shows a project directory through a FUSE mount, journals every\n"
+          "change as it happens, and keeps replicas on other machines identical.\n\n"
+          "Commands:\n",
+          out);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs("\nExample:\n"
+          "  wsync mount . /srv && docker run -it --rm -v /srv:/srv IMAGE\n\n"
+          "'wsync COMMAND --help' describes a command.  'wsync --version' prints the version.\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+        printf("wsync %s\n", WSYNC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "wsync: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,248 @@
+/*
+ * mount_daemon.c — wiring of the mount daemon (see mount_daemon.h).
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked in every thread and taken
+ * by one thread with sigwait(), which stops the filesystem cleanly; so no
+ * FUSE worker is ever interrupted half-way through a reply.
+ */
+#include "mount_daemon.h"
+#include "../fs/change_stream.h"
+#include "../sync/control.h"
+#include "../sync/strbuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_RING 8192
+
+struct daemon {
+    const struct wfs_options *opt;
+    struct wfs *fs;
+    struct change_stream *changes;
+    int ready_fd;
+    int log_fd;
+    sigset_t signals;
+};
+
+static void report_ready(struct daemon *d, const char *error)
+{
+    if (d->ready_fd < 0) {
+        if (error)
+            fprintf(stderr, "wsync: %s\n", error);
+        else
+            fprintf(stderr, "wsync: %s mounted at %s (Ctrl-C unmounts)\n", d->opt->src,
+                    d->opt->mountpoint);
+        return;
+    }
+    if (!error && d->log_fd >= 0) {
+        /* From here on nobody reads our terminal: log to SRC/.wsync. */
+        dup2(d->log_fd, STDOUT_FILENO);
+        dup2(d->log_fd, STDERR_FILENO);
+    }
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "%s\n", error ? error : "");
+    ssize_t w = write(d->ready_fd, line, (size_t)n);
+    (void)w;
+    close(d->ready_fd);
+    d->ready_fd = -1;
+}
+
+static void on_ready(void *arg)
+{
+    report_ready(arg, NULL);
+}
+
+static void *signal_main(void *arg)
+{
+    struct daemon *d = arg;
+    int sig;
+    if (sigwait(&d->signals, &sig) == 0 && sig != SIGUSR1)
+        wfs_stop(d->fs);
+    return NULL;
+}
+
+/* ---- control requests ---- */
+
+static void add_event(const struct change_event *ev, void *arg)
+{
+    struct strbuf *sb = arg;
+    char kinds[128];
+    change_kinds_format(ev->kind, kinds, sizeof(kinds));
+    time_t secs = (time_t)(ev->time_ns / 1000000000);
+    struct tm tm;
+    localtime_r(&secs, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%H:%M:%S", &tm);
+    strbuf_addf(sb, "%" PRIu64 " %s.%03d %s %s", ev->seq, when,
+                (int)(ev->time_ns / 1000000 % 1000), kinds, ev->path);
+    if (ev->other)
+        strbuf_addf(sb, " %s %s", ev->kind & CHANGE_RENAME_FROM ? "->" : "<-", ev->other);
+    if (ev->kind & CHANGE_WRITE && ev->len)
+        strbuf_addf(sb, " [%lld+%lld]", (long long)ev->off, (long long)ev->len);
+    strbuf_adds(sb, "\n");
+}
+
+static void add_event_json(const struct change_event *ev, void *arg)
+{
+    struct strbuf *sb = arg;
+    char kinds[128];
+    change_kinds_format(ev->kind, kinds, sizeof(kinds));
+    strbuf_addf(sb, "{\"seq\":%" PRIu64 ",\"time_ns\":%" PRId64 ",\"kind\":", ev->seq,
+                ev->time_ns);
+    strbuf_add_json_string(sb, kinds);
+    strbuf_adds(sb, ",\"path\":");
+    strbuf_add_json_string(sb, ev->path);
+    if (ev->other) {
+        strbuf_adds(sb, ",\"other\":");
+        strbuf_add_json_string(sb, ev->other);
+    }
+    strbuf_addf(sb, ",\"off\":%lld,\"len\":%lld}\n", (long long)ev->off, (long long)ev->len);
+}
+
+static void add_pending(const struct change_entry *e, void *arg)
+{
+    struct strbuf *sb = arg;
+    char kinds[128];
+    change_kinds_format(e->kinds, kinds, sizeof(kinds));
+    strbuf_addf(sb, "%s %s events=%" PRIu64 " range=%lld-%lld", e->path, kinds, e->nevents,
+                (long long)e->lo, (long long)e->hi);
+    if (e->renamed_from)
+        strbuf_addf(sb, " from=%s", e->renamed_from);
+    strbuf_adds(sb, "\n");
+}
+
+struct count {
+    size_t n;
+};
+
+static void count_entry(const struct change_entry *e, void *arg)
+{
+    ((struct count *)arg)->n++;
+}
+
+static void add_status(struct daemon *d, struct strbuf *sb, bool json)
+{
+    struct wfs_stats st;
+    wfs_get_stats(d->fs, &st);
+    struct count pending = {0};
+    change_stream_peek(d->changes, count_entry, &pending);
+    uint64_t seq = change_stream_seq(d->changes);
+    if (!json) {
+        strbuf_addf(sb,
+                    "source:   %s\nmount:    %s\npid:      %d\nchanges:  %" PRIu64
+                    " noted, %zu paths pending\ninodes:   %zu cached by the kernel\n"
+                    "watching: %s (%llu outside edits seen)\n",
+                    d->opt->src, d->opt->mountpoint, (int)getpid(), seq, pending.n, st.inodes,
+                    st.watching ? "yes" : "no, short cache timeouts", st.outside_events);
+        return;
+    }
+    strbuf_adds(sb, "{\"source\":");
+    strbuf_add_json_string(sb, d->opt->src);
+    strbuf_adds(sb, ",\"mount\":");
+    strbuf_add_json_string(sb, d->opt->mountpoint);
+    strbuf_addf(sb,
+                ",\"pid\":%d,\"seq\":%" PRIu64 ",\"pending\":%zu,\"inodes\":%zu,"
+                "\"watching\":%s,\"outside_events\":%llu}\n",
+                (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
+                st.outside_events);
+}
+
+static void handle_request(const char *req, struct strbuf *reply, void *arg)
+{
+    struct daemon *d = arg;
+    char word[32] = "";
+    unsigned long n = 0;
+    char fmt[16] = "";
+    int got = sscanf(req, "%31s %lu %15s", word, &n, fmt);
+    bool json = strstr(req, "json") != NULL;
+    if (got >= 1 && strcmp(word, "status") == 0) {
+        add_status(d, reply, json);
+    } else if (got >= 1 && strcmp(word, "log") == 0) {
+        change_stream_recent(d->changes, got >= 2 ? n : 20, json ? add_event_json : add_event,
+                             reply);
+    } else if (got >= 1 && strcmp(word, "pending") == 0) {
+        change_stream_peek(d->changes, add_pending, reply);
+    } else if (got >= 1 && strcmp(word, "flush") == 0) {
+        /* Nothing is queued beyond the kernel yet: mirrors will drain here. */
+        strbuf_adds(reply, "ok\n");
+    } else if (got >= 1 && strcmp(word, "pid") == 0) {
+        strbuf_addf(reply, "%d\n", (int)getpid());
+    } else {
+        strbuf_addf(reply, "error: unknown control request '%s'\n", req);
+    }
+}
+
+int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
+{
+    struct daemon d = {.opt = opt, .ready_fd = ready_fd, .log_fd = -1};
+    char err[1024] = "";
+    int code = 1;
+    struct control_server *ctl = NULL;
+    pthread_t sig_thread;
+    bool sig_started = false;
+
+    sigemptyset(&d.signals);
+    sigaddset(&d.signals, SIGTERM);
+    sigaddset(&d.signals, SIGINT);
+    sigaddset(&d.signals, SIGHUP);
+    sigaddset(&d.signals, SIGUSR1); /* our own wake-up at exit */
+    pthread_sigmask(SIG_BLOCK, &d.signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    d.changes = change_stream_new(LOG_RING);
+    if (!d.changes) {
+        report_ready(&d, "out of memory");
+        return 1;
+    }
+    if (wfs_open(opt, d.changes, &d.fs, err, sizeof(err)) != 0) {
+        report_ready(&d, err);
+        goto out;
+    }
+    char state[4096];
+    snprintf(state, sizeof(state), "%s/%s", opt->src, WFS_STATE_DIR);
+    int state_fd = open(state, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (ready_fd >= 0)
+        d.log_fd = openat(state_fd, "daemon.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ctl = control_server_start(state_fd, handle_request, &d);
+    if (!ctl) {
+        snprintf(err, sizeof(err),
+                 errno == EADDRINUSE
+                     ? "%s is already served by a running wsync daemon (see 'wsync status %s')"
+                     : "cannot open the control socket in %s: %s",
+                 opt->src, errno == EADDRINUSE ? opt->src : strerror(errno));
+        report_ready(&d, err);
+        close(state_fd);
+        goto out;
+    }
+    if (wfs_mount(d.fs, err, sizeof(err)) != 0) {
+        report_ready(&d, err);
+        control_server_stop(ctl);
+        close(state_fd);
+        goto out;
+    }
+    sig_started = pthread_create(&sig_thread, NULL, signal_main, &d) == 0;
+    int r = wfs_run(d.fs, on_ready, &d);
+    if (d.ready_fd >= 0) /* unmounted before INIT ever came */
+        report_ready(&d, "the mount ended before it became ready");
+    if (sig_started) {
+        pthread_kill(sig_thread, SIGUSR1);
+        pthread_join(sig_thread, NULL);
+    }
+    control_server_stop(ctl);
+    close(state_fd);
+    code = r == 0 ? 0 : 1;
+out:
+    wfs_close(d.fs);
+    change_stream_free(d.changes);
+    if (d.log_fd >= 0)
+        close(d.log_fd);
+    return code;
+}

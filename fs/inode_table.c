@@ -1,0 +1,176 @@
+/*
+ * inode_table.c — chained hash of wfs_inode keyed by (dev, ino).
+ *
+ * One mutex: lookups and forgets are short, and the FUSE ops that need an
+ * inode already hold a kernel reference to it, so they read inode->fd
+ * without the lock.
+ */
+#include "inode_table.h"
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct inode_table {
+    pthread_mutex_t lock;
+    struct wfs_inode **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    struct wfs_inode root;
+};
+
+static size_t hash_key(dev_t dev, ino_t ino)
+{
+    uint64_t x = (uint64_t)ino ^ ((uint64_t)dev << 32) ^ ((uint64_t)dev >> 32);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static void insert(struct inode_table *t, struct wfs_inode *in)
+{
+    size_t b = hash_key(in->dev, in->ino) & (t->nbuckets - 1);
+    in->next = t->buckets[b];
+    t->buckets[b] = in;
+    t->count++;
+}
+
+struct inode_table *inode_table_new(int root_fd, const struct stat *st)
+{
+    struct inode_table *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->nbuckets = 4096;
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    if (!t->buckets) {
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    t->root = (struct wfs_inode){
+        .fd = root_fd, .dev = st->st_dev, .ino = st->st_ino, .type = S_IFDIR, .nlookup = 2};
+    insert(t, &t->root);
+    return t;
+}
+
+void inode_table_free(struct inode_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct wfs_inode *in = t->buckets[i];
+        while (in) {
+            struct wfs_inode *next = in->next;
+            close(in->fd);
+            if (in != &t->root)
+                free(in);
+            in = next;
+        }
+    }
+    free(t->buckets);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+struct wfs_inode *inode_table_root(struct inode_table *t)
+{
+    return &t->root;
+}
+
+static void maybe_grow(struct inode_table *t)
+{
+    if (t->count < t->nbuckets)
+        return;
+    size_t n = t->nbuckets * 2;
+    struct wfs_inode **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct wfs_inode *in = t->buckets[i];
+        while (in) {
+            struct wfs_inode *next = in->next;
+            size_t b = hash_key(in->dev, in->ino) & (n - 1);
+            in->next = nb[b];
+            nb[b] = in;
+            in = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = nb;
+    t->nbuckets = n;
+}
+
+static struct wfs_inode *find_locked(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    for (struct wfs_inode *in = t->buckets[hash_key(dev, ino) & (t->nbuckets - 1)]; in;
+         in = in->next)
+        if (in->ino == ino && in->dev == dev)
+            return in;
+    return NULL;
+}
+
+struct wfs_inode *inode_table_ref(struct inode_table *t, int fd, const struct stat *st,
+                                  int *fd_used)
+{
+    *fd_used = 0;
+    pthread_mutex_lock(&t->lock);
+    struct wfs_inode *in = find_locked(t, st->st_dev, st->st_ino);
+    if (in) {
+        in->nlookup++;
+    } else {
+        in = calloc(1, sizeof(*in));
+        if (in) {
+            in->fd = fd;
+            in->dev = st->st_dev;
+            in->ino = st->st_ino;
+            in->type = st->st_mode & S_IFMT;
+            in->nlookup = 1;
+            insert(t, in);
+            maybe_grow(t);
+            *fd_used = 1;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return in;
+}
+
+void inode_table_unref(struct inode_table *t, struct wfs_inode *in, uint64_t n)
+{
+    if (!in || in == &t->root)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (n > in->nlookup)
+        n = in->nlookup; /* a confused kernel must not underflow us */
+    in->nlookup -= n;
+    if (in->nlookup == 0) {
+        struct wfs_inode **p = &t->buckets[hash_key(in->dev, in->ino) & (t->nbuckets - 1)];
+        while (*p != in)
+            p = &(*p)->next;
+        *p = in->next;
+        t->count--;
+        pthread_mutex_unlock(&t->lock);
+        close(in->fd);
+        free(in);
+        return;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t inode_table_nodeid(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&t->lock);
+    struct wfs_inode *in = find_locked(t, dev, ino);
+    uint64_t id = !in ? 0 : in == &t->root ? FUSE_ROOT_ID : (uint64_t)(uintptr_t)in;
+    pthread_mutex_unlock(&t->lock);
+    return id;
+}
+
+size_t inode_table_size(struct inode_table *t)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->count;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}

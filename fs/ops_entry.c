@@ -1,0 +1,288 @@
+/*
+ * ops_entry.c — FUSE ops on names and attributes: lookup, forget, getattr,
+ * setattr, readlink, mknod, mkdir, symlink, link, unlink, rmdir, rename,
+ * statfs.  Each forwards to the *at() syscall relative to the parent's
+ * O_PATH fd, replies exactly once, and notes the change.
+ */
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+void wfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fuse_entry_param e;
+    int err = wfs_do_lookup(wfs_of(req), parent, name, &e);
+    if (err == -ENOENT) {
+        /* Negative entry, cached as long as a positive one: the watcher
+         * invalidates it when the name appears in SRC. */
+        e.ino = 0;
+        fuse_reply_entry(req, &e);
+    } else if (err) {
+        fuse_reply_err(req, -err);
+    } else {
+        fuse_reply_entry(req, &e);
+    }
+}
+
+void wfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    inode_table_unref(wfs_of(req)->inodes, wfs_inode_of(req, ino), nlookup);
+    fuse_reply_none(req);
+}
+
+void wfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    for (size_t i = 0; i < count; i++)
+        inode_table_unref(wfs_of(req)->inodes, wfs_inode_of(req, forgets[i].ino),
+                          forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+void wfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct stat st;
+    int fd = fi ? (int)fi->fh : wfs_fd_of(req, ino);
+    int err = wfs_stat(wfs_of(req), ino, fd, &st);
+    if (err)
+        fuse_reply_err(req, -err);
+    else
+        fuse_reply_attr(req, &st, wfs_of(req)->timeout);
+}
+
+static int set_times(int fd, struct fuse_file_info *fi, const struct stat *attr, int valid)
+{
+    struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+    if (valid & FUSE_SET_ATTR_ATIME_NOW)
+        tv[0].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_ATIME)
+        tv[0] = attr->st_atim;
+    if (valid & FUSE_SET_ATTR_MTIME_NOW)
+        tv[1].tv_nsec = UTIME_NOW;
+    else if (valid & FUSE_SET_ATTR_MTIME)
+        tv[1] = attr->st_mtim;
+    if (fi)
+        return futimens((int)fi->fh, tv);
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(fd, proc);
+    /* Through /proc the magic link resolves to the object itself; for a
+     * symlink that means its target, so refuse rather than touch the target. */
+    struct stat st;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && S_ISLNK(st.st_mode)) {
+        errno = EPERM;
+        return -1;
+    }
+    return utimensat(AT_FDCWD, proc, tv, 0);
+}
+
+void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+                        struct fuse_file_info *fi)
+{
+    struct wfs *fs = wfs_of(req);
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(in->fd, proc);
+    uint32_t kind = 0;
+    int r = 0;
+
+    if (valid & FUSE_SET_ATTR_MODE) {
+        r = fi ? fchmod((int)fi->fh, attr->st_mode) : fchmodat(AT_FDCWD, proc, attr->st_mode, 0);
+        if (r)
+            goto out;
+        kind |= CHANGE_ATTR;
+    }
+    if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+        uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+        gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+        r = fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        if (r)
+            goto out;
+        kind |= CHANGE_ATTR;
+    }
+    if (valid & FUSE_SET_ATTR_SIZE) {
+        r = fi ? ftruncate((int)fi->fh, attr->st_size) : truncate(proc, attr->st_size);
+        if (r)
+            goto out;
+        kind |= CHANGE_TRUNCATE;
+    }
+    if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+        r = set_times(in->fd, fi, attr, valid);
+        if (r)
+            goto out;
+        kind |= CHANGE_ATTR;
+    }
+out:;
+    int err = r ? errno : 0;
+    if (kind)
+        wfs_note(fs, kind, in->fd, NULL, (valid & FUSE_SET_ATTR_SIZE) ? attr->st_size : 0, 0);
+    if (err) {
+        fuse_reply_err(req, err);
+        return;
+    }
+    wfs_getattr(req, ino, fi);
+}
+
+void wfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    char buf[PATH_MAX + 1];
+    ssize_t n = readlinkat(wfs_fd_of(req, ino), "", buf, sizeof(buf));
+    if (n < 0)
+        fuse_reply_err(req, errno);
+    else if (n >= (ssize_t)sizeof(buf))
+        fuse_reply_err(req, ENAMETOOLONG);
+    else {
+        buf[n] = '\0';
+        fuse_reply_readlink(req, buf);
+    }
+}
+
+/* Common tail of mknod/mkdir/symlink: set the owner, look the new entry up,
+ * reply, note.  `made` is the result of the creating syscall. */
+static void reply_made(fuse_req_t req, fuse_ino_t parent, const char *name, int made,
+                       uint32_t kind)
+{
+    struct wfs *fs = wfs_of(req);
+    int pfd = wfs_fd_of(req, parent);
+    if (made < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    wfs_set_owner(fs, req, pfd, name, -1);
+    struct fuse_entry_param e;
+    int err = wfs_do_lookup(fs, parent, name, &e);
+    if (err)
+        fuse_reply_err(req, -err);
+    else
+        fuse_reply_entry(req, &e);
+    wfs_note(fs, kind, pfd, name, 0, 0);
+}
+
+void wfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      dev_t rdev)
+{
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, EEXIST);
+        return;
+    }
+    reply_made(req, parent, name, mknodat(wfs_fd_of(req, parent), name, mode, rdev),
+               CHANGE_CREATE);
+}
+
+void wfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, EEXIST);
+        return;
+    }
+    reply_made(req, parent, name, mkdirat(wfs_fd_of(req, parent), name, mode), CHANGE_MKDIR);
+}
+
+void wfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, EEXIST);
+        return;
+    }
+    reply_made(req, parent, name, symlinkat(link, wfs_fd_of(req, parent), name), CHANGE_SYMLINK);
+}
+
+void wfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct wfs *fs = wfs_of(req);
+    if (wfs_is_hidden(newparent, newname)) {
+        fuse_reply_err(req, EEXIST);
+        return;
+    }
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    int npfd = wfs_fd_of(req, newparent);
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(in->fd, proc);
+    if (linkat(AT_FDCWD, proc, npfd, newname, AT_SYMLINK_FOLLOW) < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    struct fuse_entry_param e;
+    int err = wfs_do_lookup(fs, newparent, newname, &e);
+    if (err)
+        fuse_reply_err(req, -err);
+    else
+        fuse_reply_entry(req, &e);
+    wfs_note(fs, CHANGE_LINK, npfd, newname, 0, 0);
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
+{
+    struct wfs *fs = wfs_of(req);
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    int pfd = wfs_fd_of(req, parent);
+    /* The path must be computed while the name still exists. */
+    char path[PATH_MAX];
+    bool have_path = wfs_relpath(fs, pfd, name, path, sizeof(path));
+    if (unlinkat(pfd, name, flags) < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    fuse_reply_err(req, 0);
+    if (have_path)
+        change_stream_note(fs->changes, CHANGE_DELETE, path, NULL, 0, 0);
+}
+
+void wfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    remove_entry(req, parent, name, 0);
+}
+
+void wfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    remove_entry(req, parent, name, AT_REMOVEDIR);
+}
+
+void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                       const char *newname, unsigned int flags)
+{
+    struct wfs *fs = wfs_of(req);
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (wfs_is_hidden(newparent, newname)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    int pfd = wfs_fd_of(req, parent), npfd = wfs_fd_of(req, newparent);
+    char from[PATH_MAX], to[PATH_MAX];
+    bool ok_from = wfs_relpath(fs, pfd, name, from, sizeof(from));
+    bool ok_to = wfs_relpath(fs, npfd, newname, to, sizeof(to));
+    if (renameat2(pfd, name, npfd, newname, flags) < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    fuse_reply_err(req, 0);
+    if (!ok_from || !ok_to)
+        return;
+    if (flags & RENAME_EXCHANGE) {
+        change_stream_note(fs->changes, CHANGE_RENAME_TO, to, from, 0, 0);
+        change_stream_note(fs->changes, CHANGE_RENAME_TO, from, to, 0, 0);
+    } else {
+        change_stream_note(fs->changes, CHANGE_RENAME_FROM, from, to, 0, 0);
+        change_stream_note(fs->changes, CHANGE_RENAME_TO, to, from, 0, 0);
+    }
+}
+
+void wfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv;
+    if (fstatvfs(wfs_fd_of(req, ino), &sv) < 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
+}

@@ -1,0 +1,171 @@
+/*
+ * ops_file.c — FUSE ops on open files: create, open, read, write, flush,
+ * release, fsync, fallocate, copy_file_range, lseek.
+ *
+ * fi->fh is a plain fd on the backing file.  Data moves with splice where the
+ * kernel allows it (fuse_reply_data / fuse_buf_copy on fd buffers).
+ * Writes are noted with their range; nothing here hashes or blocks on sync.
+ */
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+/* Flags to open the backing file with.  With the writeback cache the kernel
+ * may read a write-only file (to fill partial pages) and does O_APPEND
+ * itself, so the backing fd must be readable and must not append. */
+static int backing_flags(const struct wfs *fs, int flags)
+{
+    flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY);
+    if (fs->opt.writeback) {
+        if ((flags & O_ACCMODE) == O_WRONLY)
+            flags = (flags & ~O_ACCMODE) | O_RDWR;
+        flags &= ~O_APPEND;
+    }
+    return flags | O_CLOEXEC;
+}
+
+static void set_file_info(struct fuse_file_info *fi, int fd)
+{
+    fi->fh = (uint64_t)fd;
+    /* The watcher invalidates pages changed outside, so the kernel may keep
+     * its page cache across opens. */
+    fi->keep_cache = 1;
+    fi->noflush = 1; /* nothing to do on flush: locks are kept by the kernel */
+}
+
+void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                struct fuse_file_info *fi)
+{
+    struct wfs *fs = wfs_of(req);
+    if (wfs_is_hidden(parent, name)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    int pfd = wfs_fd_of(req, parent);
+    int fd = openat(pfd, name, backing_flags(fs, fi->flags) | O_CREAT, mode);
+    if (fd < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    wfs_set_owner(fs, req, pfd, name, fd);
+    struct fuse_entry_param e;
+    int err = wfs_do_lookup(fs, parent, name, &e);
+    if (err) {
+        close(fd);
+        fuse_reply_err(req, -err);
+        return;
+    }
+    set_file_info(fi, fd);
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        /* The kernel never saw the handle (interrupted): undo both refs. */
+        close(fd);
+        inode_table_unref(fs->inodes, wfs_inode_of(req, e.ino), 1);
+    }
+    wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
+}
+
+void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct wfs *fs = wfs_of(req);
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(in->fd, proc);
+    int fd = open(proc, backing_flags(fs, fi->flags));
+    if (fd < 0 && errno == EACCES && fs->opt.writeback && (fi->flags & O_ACCMODE) == O_WRONLY)
+        fd = open(proc, (fi->flags & ~(O_NOFOLLOW | O_APPEND)) | O_CLOEXEC);
+    if (fd < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    set_file_info(fi, fd);
+    if (fuse_reply_open(req, fi) != 0) {
+        close(fd);
+        return;
+    }
+    if (fi->flags & O_TRUNC)
+        wfs_note(fs, CHANGE_TRUNCATE, fd, NULL, 0, 0);
+}
+
+void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    buf.buf[0].fd = (int)fi->fh;
+    buf.buf[0].pos = off;
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, off_t off,
+                   struct fuse_file_info *fi)
+{
+    struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
+    out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    out.buf[0].fd = (int)fi->fh;
+    out.buf[0].pos = off;
+    struct wfs *fs = wfs_of(req); /* req is gone once replied to */
+    ssize_t n = fuse_buf_copy(&out, in_buf, 0);
+    if (n < 0) {
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
+    fuse_reply_write(req, (size_t)n);
+    wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
+}
+
+void wfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+void wfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    close((int)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+void wfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    int r = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+    fuse_reply_err(req, r ? errno : 0);
+}
+
+void wfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                   struct fuse_file_info *fi)
+{
+    struct wfs *fs = wfs_of(req);
+    if (fallocate((int)fi->fh, mode, offset, length) < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    fuse_reply_err(req, 0);
+    wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, offset, length);
+}
+
+void wfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                         struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                         struct fuse_file_info *fi_out, size_t len, int flags)
+{
+    struct wfs *fs = wfs_of(req);
+    off_t dst = off_out;
+    ssize_t n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out, len,
+                                (unsigned)flags);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    fuse_reply_write(req, (size_t)n);
+    if (n > 0)
+        wfs_note(fs, CHANGE_WRITE, (int)fi_out->fh, NULL, dst, n);
+}
+
+void wfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+    off_t r = lseek((int)fi->fh, off, whence);
+    if (r < 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_lseek(req, r);
+}

@@ -1,0 +1,229 @@
+/*
+ * watcher.c — fanotify-based watch of SRC for outside edits.
+ *
+ * Each event names a directory (by file handle) and an entry name, and for
+ * modify/attrib events the object itself.  We map handles to our inodes via
+ * open_by_handle_at() + (dev, ino), then ask the kernel to drop exactly the
+ * stale dentry, attributes or pages.  Events caused by our own process (the
+ * FUSE ops writing SRC) are skipped: the kernel already knows about them.
+ *
+ * Invariant: this thread never serves FUSE requests, so the notify calls,
+ * which may wait on a FUSE inode lock, cannot deadlock the daemon.
+ */
+#include "watcher.h"
+#include "wfs_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <unistd.h>
+
+struct watcher {
+    struct wfs *fs;
+    int fan_fd;
+    int handle_root; /* O_RDONLY on SRC: open_by_handle_at refuses O_PATH fds */
+    int stop_pipe[2];
+    pid_t self;
+    pthread_t thread;
+};
+
+#define WATCH_MASK                                                                            \
+    (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB |      \
+     FAN_ONDIR)
+
+/* What one event tells us, decoded from its info records. */
+struct fan_event {
+    uint64_t mask;
+    struct file_handle *dir; /* parent directory, with `name` in it */
+    const char *name;
+    struct file_handle *obj; /* the object itself, if reported */
+};
+
+static void decode(const struct fanotify_event_metadata *m, struct fan_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->mask = m->mask;
+    const char *p = (const char *)m + m->metadata_len;
+    const char *end = (const char *)m + m->event_len;
+    while (p + sizeof(struct fanotify_event_info_header) <= end) {
+        const struct fanotify_event_info_header *h = (const void *)p;
+        if (h->len == 0 || p + h->len > end)
+            break;
+        const struct fanotify_event_info_fid *fid = (const void *)p;
+        struct file_handle *fh = (struct file_handle *)fid->handle;
+        if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            ev->dir = fh;
+            ev->name = (const char *)fh->f_handle + fh->handle_bytes;
+        } else if (h->info_type == FAN_EVENT_INFO_TYPE_DFID) {
+            ev->dir = fh;
+        } else if (h->info_type == FAN_EVENT_INFO_TYPE_FID) {
+            ev->obj = fh;
+        }
+        p += h->len;
+    }
+}
+
+/* Node id of the object behind a handle, or 0 if the kernel holds none. */
+static uint64_t handle_nodeid(struct watcher *w, struct file_handle *fh, int *fd_out)
+{
+    struct wfs *fs = w->fs;
+    *fd_out = -1;
+    if (!fh)
+        return 0;
+    int fd = open_by_handle_at(w->handle_root, fh, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* gone already (ESTALE): nothing cached can be reached */
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return 0;
+    }
+    *fd_out = fd;
+    return inode_table_nodeid(fs->inodes, st.st_dev, st.st_ino);
+}
+
+static bool is_state_path(const char *rel)
+{
+    size_t n = strlen(WFS_STATE_DIR);
+    return strncmp(rel, WFS_STATE_DIR, n) == 0 && (rel[n] == '\0' || rel[n] == '/');
+}
+
+static void handle_event(struct watcher *w, const struct fan_event *ev)
+{
+    struct wfs *fs = w->fs;
+    int dir_fd, obj_fd;
+    uint64_t dir_id = handle_nodeid(w, ev->dir, &dir_fd);
+    char path[PATH_MAX];
+    bool in_src = dir_fd >= 0 && ev->name &&
+                  wfs_relpath(fs, dir_fd, ev->name, path, sizeof(path)) && !is_state_path(path);
+    if (!in_src) {
+        if (dir_fd >= 0)
+            close(dir_fd);
+        return; /* elsewhere on the same filesystem */
+    }
+    atomic_fetch_add(&fs->outside_events, 1);
+    bool is_dir = ev->mask & FAN_ONDIR;
+    uint32_t kind = 0;
+
+    if (ev->mask & (FAN_CREATE | FAN_MOVED_TO))
+        kind |= ev->mask & FAN_MOVED_TO ? CHANGE_RENAME_TO : is_dir ? CHANGE_MKDIR : CHANGE_CREATE;
+    if (ev->mask & (FAN_DELETE | FAN_MOVED_FROM))
+        kind |= ev->mask & FAN_MOVED_FROM ? CHANGE_RENAME_FROM : CHANGE_DELETE;
+    if (kind && dir_id) {
+        /* The name changed: drop the (possibly negative) dentry, and the
+         * directory's attributes and cached listing. */
+        fuse_lowlevel_notify_inval_entry(fs->se, dir_id, ev->name, strlen(ev->name));
+        fuse_lowlevel_notify_inval_inode(fs->se, dir_id, 0, 0);
+    }
+    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB)) {
+        uint64_t obj_id = handle_nodeid(w, ev->obj, &obj_fd);
+        if (obj_fd >= 0)
+            close(obj_fd);
+        if (obj_id)
+            fuse_lowlevel_notify_inval_inode(fs->se, obj_id, ev->mask & FAN_MODIFY ? 0 : -1, 0);
+        kind |= ev->mask & FAN_MODIFY ? CHANGE_WRITE : CHANGE_ATTR;
+    }
+    close(dir_fd);
+    if (kind)
+        change_stream_note(fs->changes, kind | CHANGE_OUTSIDE, path, NULL, 0, 0);
+}
+
+static void *watcher_main(void *arg)
+{
+    struct watcher *w = arg;
+    char buf[64 * 1024] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+    struct pollfd pfd[2] = {{.fd = w->fan_fd, .events = POLLIN},
+                            {.fd = w->stop_pipe[0], .events = POLLIN}};
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pfd[1].revents)
+            break;
+        ssize_t n = read(w->fan_fd, buf, sizeof(buf));
+        if (n <= 0)
+            continue;
+        for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n);
+             m = FAN_EVENT_NEXT(m, n)) {
+            if (m->vers != FANOTIFY_METADATA_VERSION)
+                break;
+            if (m->mask & FAN_Q_OVERFLOW) {
+                /* Lost events: we cannot know what changed.  Consumers rescan. */
+                change_stream_request_rescan(w->fs->changes);
+                continue;
+            }
+            if (m->pid == w->self)
+                continue;
+            struct fan_event ev;
+            decode(m, &ev);
+            handle_event(w, &ev);
+        }
+    }
+    return NULL;
+}
+
+int watcher_start(struct wfs *fs, struct watcher **out)
+{
+    *out = NULL;
+    struct watcher *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -1;
+    w->fs = fs;
+    w->self = getpid();
+    w->stop_pipe[0] = w->stop_pipe[1] = -1;
+    w->handle_root = open(fs->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->handle_root < 0) {
+        free(w);
+        return -1;
+    }
+    w->fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE |
+                                  FAN_REPORT_DFID_NAME | FAN_REPORT_FID,
+                              O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    if (w->fan_fd < 0)
+        goto fail;
+    if (fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, WATCH_MASK, AT_FDCWD,
+                      fs->src) < 0)
+        goto fail;
+    if (pipe2(w->stop_pipe, O_CLOEXEC) < 0)
+        goto fail;
+    int e = pthread_create(&w->thread, NULL, watcher_main, w);
+    if (e) {
+        errno = e;
+        goto fail;
+    }
+    *out = w;
+    return 0;
+fail:;
+    int saved = errno;
+    close(w->handle_root);
+    if (w->fan_fd >= 0)
+        close(w->fan_fd);
+    if (w->stop_pipe[0] >= 0) {
+        close(w->stop_pipe[0]);
+        close(w->stop_pipe[1]);
+    }
+    free(w);
+    errno = saved;
+    return -1;
+}
+
+void watcher_stop(struct watcher *w)
+{
+    if (!w)
+        return;
+    ssize_t r = write(w->stop_pipe[1], "x", 1);
+    (void)r;
+    pthread_join(w->thread, NULL);
+    close(w->fan_fd);
+    close(w->handle_root);
+    close(w->stop_pipe[0]);
+    close(w->stop_pipe[1]);
+    free(w);
+}

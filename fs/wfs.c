@@ -1,0 +1,307 @@
+/*
+ * wfs.c — lifecycle of the filesystem (open, mount, serve, stop) and the
+ * small helpers every op family shares.
+ */
+#include "ops.h"
+#include "watcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT 86400.0 /* exact invalidation keeps long timeouts correct */
+#define UNWATCHED_TIMEOUT 1.0   /* without a watcher, outside edits show within 1 s */
+
+static void set_err(char *err, size_t size, const char *fmt, const char *path, int e)
+{
+    if (err && size) {
+        snprintf(err, size, fmt, path);
+        size_t n = strlen(err);
+        snprintf(err + n, size - n, ": %s", strerror(e));
+    }
+}
+
+int wfs_open(const struct wfs_options *opt, struct change_stream *changes, struct wfs **out,
+             char *err, size_t errsize)
+{
+    struct wfs *fs = calloc(1, sizeof(*fs));
+    if (!fs)
+        return -ENOMEM;
+    fs->opt = *opt;
+    fs->changes = changes;
+    fs->src_fd = fs->state_fd = -1;
+    fs->src = strdup(opt->src);
+    if (!fs->src) {
+        free(fs);
+        return -ENOMEM;
+    }
+    fs->src_len = strlen(fs->src);
+    while (fs->src_len > 1 && fs->src[fs->src_len - 1] == '/')
+        fs->src[--fs->src_len] = '\0';
+
+    int e;
+    struct stat st;
+    fs->src_fd = open(fs->src, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fs->src_fd < 0 || fstat(fs->src_fd, &st) < 0) {
+        e = errno;
+        set_err(err, errsize, "cannot open source %s", fs->src, e);
+        goto fail;
+    }
+    fs->owner_uid = st.st_uid;
+    fs->owner_gid = st.st_gid;
+
+    if (mkdirat(fs->src_fd, WFS_STATE_DIR, 0700) < 0 && errno != EEXIST) {
+        e = errno;
+        set_err(err, errsize, "cannot create state directory %s/" WFS_STATE_DIR, fs->src, e);
+        goto fail;
+    }
+    fs->state_fd = openat(fs->src_fd, WFS_STATE_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fs->state_fd < 0) {
+        e = errno == ENOTDIR || errno == ELOOP ? ENOTDIR : errno;
+        set_err(err, errsize, "state path %s/" WFS_STATE_DIR " is not a directory", fs->src, e);
+        goto fail;
+    }
+
+    int root_fd = dup(fs->src_fd);
+    fs->inodes = root_fd >= 0 ? inode_table_new(root_fd, &st) : NULL;
+    if (!fs->inodes) {
+        e = ENOMEM;
+        if (root_fd >= 0)
+            close(root_fd);
+        set_err(err, errsize, "inode table for %s", fs->src, e);
+        goto fail;
+    }
+    fs->timeout = opt->cache_timeout >= 0 ? opt->cache_timeout : DEFAULT_TIMEOUT;
+    *out = fs;
+    return 0;
+
+fail:
+    wfs_close(fs);
+    return -e;
+}
+
+/* fsname goes through libfuse's option parser: escape ',' and '\'. */
+static char *mount_options(const struct wfs *fs)
+{
+    size_t cap = 2 * fs->src_len + 128;
+    char *o = malloc(cap);
+    if (!o)
+        return NULL;
+    size_t n = 0;
+    n += (size_t)snprintf(o, cap, "fsname=");
+    for (const char *p = fs->src; *p; p++) {
+        if (*p == ',' || *p == '\\')
+            o[n++] = '\\';
+        o[n++] = *p;
+    }
+    snprintf(o + n, cap - n, ",subtype=wsync,default_permissions%s",
+             fs->opt.allow_other ? ",allow_other" : "");
+    return o;
+}
+
+int wfs_mount(struct wfs *fs, char *err, size_t errsize)
+{
+    char *o = mount_options(fs);
+    if (!o)
+        return -ENOMEM;
+    char *argv[] = {"wsync", "-o", o, fs->opt.debug ? "-d" : NULL, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(fs->opt.debug ? 4 : 3, argv);
+    fs->se = fuse_session_new(&args, &wfs_ops, sizeof(wfs_ops), fs);
+    fuse_opt_free_args(&args);
+    free(o);
+    if (!fs->se) {
+        set_err(err, errsize, "cannot create FUSE session for %s", fs->opt.mountpoint, EINVAL);
+        return -EINVAL;
+    }
+    if (fuse_session_mount(fs->se, fs->opt.mountpoint) != 0) {
+        int e = errno ? errno : EPERM;
+        set_err(err, errsize, "cannot mount on %s (see messages above)", fs->opt.mountpoint, e);
+        fuse_session_destroy(fs->se);
+        fs->se = NULL;
+        return -e;
+    }
+
+    /* The watcher is what makes long cache timeouts correct; without it,
+     * fall back to short ones rather than show stale data. */
+    if (watcher_start(fs, &fs->watcher) != 0 && fs->opt.cache_timeout < 0) {
+        fprintf(stderr, "wsync: warning: cannot watch %s for outside edits (%s); "
+                        "caching for %.0f s only\n",
+                fs->src, strerror(errno), UNWATCHED_TIMEOUT);
+        fs->timeout = UNWATCHED_TIMEOUT;
+    }
+    return 0;
+}
+
+int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
+{
+    fs->on_ready = on_ready;
+    fs->on_ready_arg = arg;
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    if (!cfg)
+        return -ENOMEM;
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_max_threads(cfg, 16);
+    fuse_loop_cfg_set_idle_threads(cfg, 8);
+    int ret = fuse_session_loop_mt(fs->se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    watcher_stop(fs->watcher);
+    fs->watcher = NULL;
+    fuse_session_unmount(fs->se);
+    return ret < 0 ? ret : 0;
+}
+
+void wfs_stop(struct wfs *fs)
+{
+    if (!fs->se)
+        return;
+    fuse_session_exit(fs->se);
+    /* Workers sit in read(/dev/fuse); only the end of the mount wakes them.
+     * A lazy unmount lets files still open inside finish normally. */
+    if (umount2(fs->opt.mountpoint, MNT_DETACH) != 0 && errno != EINVAL)
+        fprintf(stderr, "wsync: cannot unmount %s: %s\n", fs->opt.mountpoint, strerror(errno));
+}
+
+void wfs_close(struct wfs *fs)
+{
+    if (!fs)
+        return;
+    watcher_stop(fs->watcher);
+    if (fs->se)
+        fuse_session_destroy(fs->se);
+    inode_table_free(fs->inodes);
+    if (fs->src_fd >= 0)
+        close(fs->src_fd);
+    if (fs->state_fd >= 0)
+        close(fs->state_fd);
+    free(fs->src);
+    free(fs);
+}
+
+void wfs_get_stats(struct wfs *fs, struct wfs_stats *st)
+{
+    st->inodes = inode_table_size(fs->inodes);
+    st->watching = fs->watcher != NULL;
+    st->outside_events = atomic_load(&fs->outside_events);
+}
+
+/* ---- helpers shared by the op families ---- */
+
+void wfs_proc_path(int fd, char buf[WFS_PROC_PATH_MAX])
+{
+    snprintf(buf, WFS_PROC_PATH_MAX, "/proc/self/fd/%d", fd);
+}
+
+bool wfs_is_hidden(fuse_ino_t parent, const char *name)
+{
+    return parent == FUSE_ROOT_ID && strcmp(name, WFS_STATE_DIR) == 0;
+}
+
+int wfs_stat(struct wfs *fs, fuse_ino_t ino, int fd, struct stat *st)
+{
+    if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    /* The hidden state dir must not show in the root's link count
+     * (find and others trust nlink - 2 as the number of subdirectories). */
+    if (ino == FUSE_ROOT_ID && st->st_nlink > 2)
+        st->st_nlink--;
+    (void)fs;
+    return 0;
+}
+
+int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->attr_timeout = fs->timeout;
+    e->entry_timeout = fs->timeout;
+    if (wfs_is_hidden(parent, name))
+        return -ENOENT;
+
+    struct wfs_inode *dir = parent == FUSE_ROOT_ID ? inode_table_root(fs->inodes)
+                                                   : (struct wfs_inode *)(uintptr_t)parent;
+    int fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    int used;
+    struct wfs_inode *in = inode_table_ref(fs->inodes, fd, &e->attr, &used);
+    if (!used)
+        close(fd);
+    if (!in)
+        return -ENOMEM;
+    e->ino = in == inode_table_root(fs->inodes) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
+    if (e->ino == FUSE_ROOT_ID && e->attr.st_nlink > 2)
+        e->attr.st_nlink--;
+    return 0;
+}
+
+void wfs_set_owner(struct wfs *fs, fuse_req_t req, int dirfd, const char *name, int fd)
+{
+    if (geteuid() != 0)
+        return; /* we can only give away what we own */
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    uid_t uid = fs->opt.keep_owner ? ctx->uid : fs->owner_uid;
+    gid_t gid = fs->opt.keep_owner ? ctx->gid : fs->owner_gid;
+    if (uid == 0 && gid == 0)
+        return; /* created by us, as root: already right */
+    struct stat pst;
+    /* A setgid directory decides the group, as it would without us. */
+    if (fstatat(dirfd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
+        gid = (gid_t)-1;
+    int r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    (void)r; /* best effort: the object exists either way */
+}
+
+bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t size)
+{
+    char proc[WFS_PROC_PATH_MAX];
+    char full[PATH_MAX];
+    wfs_proc_path(fd, proc);
+    ssize_t n = readlink(proc, full, sizeof(full) - 1);
+    if (n < 0)
+        return false;
+    full[n] = '\0';
+    if ((size_t)n < fs->src_len || memcmp(full, fs->src, fs->src_len) != 0 ||
+        (full[fs->src_len] != '/' && full[fs->src_len] != '\0'))
+        return false; /* outside SRC, or " (deleted)" after an unlink */
+    struct stat st;
+    if (n >= 10 && strcmp(full + n - 10, " (deleted)") == 0 &&
+        fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)
+        return false; /* the name is the kernel's marker, not a real suffix */
+    const char *rel = full + fs->src_len;
+    if (*rel == '/')
+        rel++;
+    int w = name ? snprintf(buf, size, "%s%s%s", rel, *rel ? "/" : "", name)
+                 : snprintf(buf, size, "%s", rel);
+    return w >= 0 && (size_t)w < size;
+}
+
+void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len)
+{
+    char path[PATH_MAX];
+    if (wfs_relpath(fs, dirfd, name, path, sizeof(path)))
+        change_stream_note(fs->changes, kind, path, NULL, off, len);
+}
+
+void wfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct wfs *fs = userdata;
+    unsigned want = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ |
+                    FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS;
+    if (fs->opt.writeback)
+        want |= FUSE_CAP_WRITEBACK_CACHE;
+    conn->want |= want & conn->capable;
+    /* Locks stay in the kernel: one mount, so local locking is exact and
+     * costs no round trip. */
+    conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
+    if (fs->on_ready)
+        fs->on_ready(fs->on_ready_arg);
+}

@@ -1,0 +1,81 @@
+/*
+ * wfs_internal.h — state shared by the files of the filesystem module only.
+ *
+ * ops_*.c each implement one family of FUSE ops; they reach inodes through
+ * wfs_inode_of() and report changes through wfs_note().  Nothing outside fs/
+ * includes this header.
+ */
+#ifndef WSYNC_WFS_INTERNAL_H
+#define WSYNC_WFS_INTERNAL_H
+
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdatomic.h>
+
+#include "change_stream.h"
+#include "inode_table.h"
+#include "wfs.h"
+
+struct watcher;
+
+struct wfs {
+    struct wfs_options opt;
+    char *src;      /* canonical SRC, no trailing slash */
+    size_t src_len;
+    int src_fd;     /* O_PATH on SRC */
+    int state_fd;   /* O_PATH on SRC/.wsync */
+    uid_t owner_uid; /* SRC's owner: new files get it unless keep_owner */
+    gid_t owner_gid;
+    double timeout;  /* entry and attr timeout */
+    struct inode_table *inodes;
+    struct change_stream *changes;
+    struct fuse_session *se;
+    struct watcher *watcher;
+    void (*on_ready)(void *);
+    void *on_ready_arg;
+    atomic_ullong outside_events;
+};
+
+extern const struct fuse_lowlevel_ops wfs_ops;
+
+static inline struct wfs *wfs_of(fuse_req_t req)
+{
+    return (struct wfs *)fuse_req_userdata(req);
+}
+
+static inline struct wfs_inode *wfs_inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+    if (ino == FUSE_ROOT_ID)
+        return inode_table_root(wfs_of(req)->inodes);
+    return (struct wfs_inode *)(uintptr_t)ino;
+}
+
+static inline int wfs_fd_of(fuse_req_t req, fuse_ino_t ino)
+{
+    return wfs_inode_of(req, ino)->fd;
+}
+
+/* "/proc/self/fd/N" for an fd, to reach an O_PATH object by path. */
+#define WFS_PROC_PATH_MAX 32
+void wfs_proc_path(int fd, char buf[WFS_PROC_PATH_MAX]);
+
+/* True for the state dir's name in the root: it must stay unreachable. */
+bool wfs_is_hidden(fuse_ino_t parent, const char *name);
+
+/* fstat an inode, adjusted for what the mount shows (root's nlink excludes .wsync). */
+int wfs_stat(struct wfs *fs, fuse_ino_t ino, int fd, struct stat *st);
+
+/* Look up parent/name, add a kernel reference, fill e.  -errno on failure. */
+int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e);
+
+/* Give a new object the owner policy: SRC's owner, or the caller with keep_owner. */
+void wfs_set_owner(struct wfs *fs, fuse_req_t req, int dirfd, const char *name, int fd);
+
+/* Path of fd (plus "/name" if name) relative to SRC, for change events.
+ * False if the object is not under SRC any more (deleted, moved out). */
+bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t size);
+
+/* Report one change to the stream (path computed from dirfd + name). */
+void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len);
+
+#endif
