@@ -1,0 +1,303 @@
+/* harness.c — see harness.h. */
+#include "harness.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *wm_bin(void)
+{
+    const char *b = getenv("WSYNC_BIN");
+    ck_assert_msg(b && *b, "WSYNC_BIN is not set (run the tests through meson)");
+    return b;
+}
+
+void wm_path(char *out, size_t size, const char *dir, const char *rel)
+{
+    int n = snprintf(out, size, "%s/%s", dir, rel);
+    ck_assert_msg(n > 0 && (size_t)n < size, "path too long: %s/%s", dir, rel);
+}
+
+void wm_prepare(struct wmount *m)
+{
+    memset(m, 0, sizeof(*m));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(m->root, sizeof(m->root), "%s/wsync-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_msg(mkdtemp(m->root), "mkdtemp: %s", strerror(errno));
+    wm_path(m->src, sizeof(m->src), m->root, "src");
+    wm_path(m->mnt, sizeof(m->mnt), m->root, "mnt");
+    ck_assert_int_eq(mkdir(m->src, 0755), 0);
+    ck_assert_int_eq(mkdir(m->mnt, 0755), 0);
+}
+
+void wm_setup(struct wmount *m, const char *mount_opts)
+{
+    wm_prepare(m);
+    int st = wm_sh("'%s' mount %s '%s' '%s'", wm_bin(), mount_opts, m->src, m->mnt);
+    ck_assert_msg(st == 0, "wsync mount %s failed with status %d", m->src, st);
+    m->mounted = true;
+}
+
+void wm_teardown(struct wmount *m)
+{
+    if (m->mounted) {
+        int st = wm_sh("'%s' unmount '%s'", wm_bin(), m->mnt);
+        if (st != 0) /* leave nothing behind, even after a failed test */
+            umount2(m->mnt, MNT_DETACH);
+        m->mounted = false;
+    }
+    if (m->root[0])
+        wm_rm_rf(m->root);
+    m->root[0] = '\0';
+}
+
+static int vsh(const char *fmt, va_list ap, char **out)
+{
+    char *cmd;
+    ck_assert(vasprintf(&cmd, fmt, ap) >= 0);
+    int st;
+    if (!out) {
+        st = system(cmd);
+    } else {
+        FILE *p = popen(cmd, "r");
+        ck_assert_msg(p, "popen %s: %s", cmd, strerror(errno));
+        size_t cap = 4096, len = 0;
+        char *buf = malloc(cap);
+        size_t n;
+        while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+            len += n;
+            if (cap - len < 2)
+                buf = realloc(buf, cap *= 2);
+        }
+        buf[len] = '\0';
+        *out = buf;
+        st = pclose(p);
+    }
+    free(cmd);
+    if (st == -1)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int wm_sh(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int st = vsh(fmt, ap, NULL);
+    va_end(ap);
+    return st;
+}
+
+char *wm_sh_out(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    int st = vsh(fmt, ap, &out);
+    va_end(ap);
+    if (status)
+        *status = st;
+    return out;
+}
+
+void wm_write(const char *path, const char *data)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    size_t len = strlen(data);
+    ck_assert_msg(write(fd, data, len) == (ssize_t)len, "write %s: %s", path, strerror(errno));
+    ck_assert_int_eq(close(fd), 0);
+}
+
+char *wm_read(const char *path, size_t *len_out)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        free(buf);
+        errno = e;
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return buf;
+}
+
+bool wm_poll(bool (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (cond(arg))
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms > timeout_ms)
+            return cond(arg);
+        usleep(1000);
+    }
+}
+
+struct content_want {
+    const char *path, *want;
+};
+
+static bool content_is(void *arg)
+{
+    struct content_want *c = arg;
+    char *got = wm_read(c->path, NULL);
+    bool ok = c->want ? got && strcmp(got, c->want) == 0 : !got && errno == ENOENT;
+    free(got);
+    return ok;
+}
+
+bool wm_poll_content(const char *path, const char *want, int timeout_ms)
+{
+    struct content_want c = {path, want};
+    return wm_poll(content_is, &c, timeout_ms);
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of dir (without . and .., and without .wsync when top). */
+static char **list_dir(const char *dir, bool top, size_t *count)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    size_t n = 0, cap = 16;
+    char **names = malloc(cap * sizeof(*names));
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            (top && !strcmp(de->d_name, ".wsync")))
+            continue;
+        if (n == cap)
+            names = realloc(names, (cap *= 2) * sizeof(*names));
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), names_cmp);
+    *count = n;
+    return names;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static bool files_equal(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = wm_read(a, &la), *y = wm_read(b, &lb);
+    bool eq = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+static bool compare(const char *a, const char *b, const char *rel, bool top, char *why,
+                    size_t ws)
+{
+    struct stat sa, sb;
+    if (lstat(a, &sa) < 0 || lstat(b, &sb) < 0) {
+        snprintf(why, ws, "%s: cannot stat one side", rel);
+        return false;
+    }
+    if ((sa.st_mode & S_IFMT) != (sb.st_mode & S_IFMT)) {
+        snprintf(why, ws, "%s: type %o vs %o", rel, sa.st_mode & S_IFMT, sb.st_mode & S_IFMT);
+        return false;
+    }
+    if ((sa.st_mode & 07777) != (sb.st_mode & 07777) && !S_ISLNK(sa.st_mode)) {
+        snprintf(why, ws, "%s: mode %o vs %o", rel, sa.st_mode & 07777, sb.st_mode & 07777);
+        return false;
+    }
+    if (S_ISREG(sa.st_mode)) {
+        if (sa.st_size != sb.st_size || !files_equal(a, b)) {
+            snprintf(why, ws, "%s: contents differ (sizes %lld vs %lld)", rel,
+                     (long long)sa.st_size, (long long)sb.st_size);
+            return false;
+        }
+    } else if (S_ISLNK(sa.st_mode)) {
+        char ta[PATH_MAX] = "", tb[PATH_MAX] = "";
+        ssize_t na = readlink(a, ta, sizeof(ta) - 1), nb = readlink(b, tb, sizeof(tb) - 1);
+        if (na < 0 || nb < 0 || na != nb || memcmp(ta, tb, (size_t)na) != 0) {
+            snprintf(why, ws, "%s: symlink targets differ", rel);
+            return false;
+        }
+    } else if (S_ISDIR(sa.st_mode)) {
+        size_t na, nb;
+        char **la = list_dir(a, top, &na), **lb = list_dir(b, top, &nb);
+        bool ok = la && lb;
+        if (!ok)
+            snprintf(why, ws, "%s: cannot list", rel);
+        for (size_t i = 0; ok && (i < na || i < nb); i++) {
+            if (i >= na || i >= nb || strcmp(la[i], lb[i]) != 0) {
+                snprintf(why, ws, "%s: entry '%s' vs '%s'", rel, i < na ? la[i] : "(none)",
+                         i < nb ? lb[i] : "(none)");
+                ok = false;
+                break;
+            }
+            char ca[PATH_MAX], cb[PATH_MAX], cr[PATH_MAX];
+            snprintf(ca, sizeof(ca), "%s/%s", a, la[i]);
+            snprintf(cb, sizeof(cb), "%s/%s", b, lb[i]);
+            snprintf(cr, sizeof(cr), "%s%s%s", rel, *rel ? "/" : "", la[i]);
+            ok = compare(ca, cb, cr, false, why, ws);
+        }
+        if (la)
+            free_names(la, na);
+        if (lb)
+            free_names(lb, nb);
+        return ok;
+    }
+    return true;
+}
+
+bool wm_trees_equal(const char *a, const char *b, char *why, size_t why_size)
+{
+    why[0] = '\0';
+    return compare(a, b, "", true, why, why_size);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+void wm_rm_rf(const char *path)
+{
+    nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}

@@ -1,0 +1,65 @@
+/*
+ * harness.h — helpers for tests that drive the real `wsync` binary: temp
+ * trees, mounts made and removed with `wsync mount`/`unmount`, commands,
+ * bounded polling, and tree comparison.
+ *
+ * WSYNC_BIN (set by meson) names the binary under test.  Every helper that
+ * can fail asserts with ck_assert_msg, naming what failed.
+ */
+#ifndef WSYNC_TEST_HARNESS_H
+#define WSYNC_TEST_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct wmount {
+    char root[PATH_MAX]; /* temp dir holding src/ and mnt/ */
+    char src[PATH_MAX];
+    char mnt[PATH_MAX];
+    bool mounted;
+};
+
+/* Path of the wsync binary under test. */
+const char *wm_bin(void);
+
+/* Make root/src and root/mnt under a fresh temp dir; nothing mounted. */
+void wm_prepare(struct wmount *m);
+
+/* Prepare and mount src at mnt with extra `wsync mount` options (may be "").
+ * Asserts that the mount succeeded and is ready. */
+void wm_setup(struct wmount *m, const char *mount_opts);
+
+/* Unmount (if mounted) and remove the temp tree.  Safe to call twice. */
+void wm_teardown(struct wmount *m);
+
+/* Join dir and a relative path into a static-free buffer owned by the caller. */
+void wm_path(char *out, size_t size, const char *dir, const char *rel);
+
+/* Run a shell command; returns its exit status (or 128+signal). */
+int wm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Run a shell command and return its stdout (malloc'ed, NUL-terminated);
+ * *status gets the exit status if status is not NULL. */
+char *wm_sh_out(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whole-file helpers; read returns malloc'ed contents or NULL (errno set). */
+void wm_write(const char *path, const char *data);
+char *wm_read(const char *path, size_t *len);
+
+/* Poll cond(arg) every millisecond or so until true or timeout_ms passes. */
+bool wm_poll(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Poll until the file at path holds exactly `want` (NULL: until it is gone). */
+bool wm_poll_content(const char *path, const char *want, int timeout_ms);
+
+/* Compare two trees: types, permission bits, sizes, contents, symlink
+ * targets, names.  `.wsync` at the top of either is ignored.  On the first
+ * difference returns false and describes it in why. */
+bool wm_trees_equal(const char *a, const char *b, char *why, size_t why_size);
+
+/* rm -rf, without following symlinks. */
+void wm_rm_rf(const char *path);
+
+#endif
