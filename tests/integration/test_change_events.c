@@ -1,0 +1,120 @@
+/*
+ * test_change_events.c — the change stream seen through `wsync log`: each
+ * mutating op yields the expected event with the right path, and bursts
+ * coalesce into one pending entry per path.
+ */
+#include "tests/lib/harness.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static struct wmount m;
+static char pm[PATH_MAX], pm2[PATH_MAX];
+#define MNT(rel) (wm_path(pm, sizeof(pm), m.mnt, rel), pm)
+#define MNT2(rel) (wm_path(pm2, sizeof(pm2), m.mnt, rel), pm2)
+
+static void setup(void)
+{
+    wm_setup(&m, "");
+}
+
+static void teardown(void)
+{
+    wm_teardown(&m);
+}
+
+static char *log_text(int n)
+{
+    return wm_sh_out(NULL, "'%s' log -n %d '%s'", wm_bin(), n, m.mnt);
+}
+
+/* The log holds a line with this kind and path (and suffix, if given). */
+static void assert_logged(const char *log, const char *kind, const char *path, const char *rest)
+{
+    char want[PATH_MAX];
+    snprintf(want, sizeof(want), " %s %s%s", kind, path, rest ? rest : "");
+    ck_assert_msg(strstr(log, want), "log lacks '%s':\n%s", want, log);
+}
+
+START_TEST(each_op_yields_its_event)
+{
+    wm_write(MNT("f"), "hello");
+    ck_assert_int_eq(mkdir(MNT("d"), 0755), 0);
+    ck_assert_int_eq(symlink("f", MNT("s")), 0);
+    ck_assert_int_eq(link(MNT("f"), MNT2("d/h")), 0);
+    ck_assert_int_eq(chmod(MNT("f"), 0600), 0);
+    ck_assert_int_eq(truncate(MNT("f"), 2), 0);
+    ck_assert_int_eq(setxattr(MNT("f"), "user.k", "v", 1, 0), 0);
+    ck_assert_int_eq(rename(MNT("s"), MNT2("d/s2")), 0);
+    ck_assert_int_eq(mkfifo(MNT("p"), 0644), 0);
+    int fd = open(MNT("f"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "xyz", 3, 100), 3);
+    close(fd);
+    ck_assert_int_eq(unlink(MNT("p")), 0);
+    ck_assert_int_eq(mkdir(MNT("e"), 0755), 0);
+    ck_assert_int_eq(rmdir(MNT("e")), 0);
+
+    char *log = log_text(100);
+    assert_logged(log, "create", "f", "\n");
+    assert_logged(log, "write", "f", " [0+5]");
+    assert_logged(log, "mkdir", "d", "\n");
+    assert_logged(log, "symlink", "s", "\n");
+    assert_logged(log, "link", "d/h", "\n");
+    assert_logged(log, "attr", "f", "\n");
+    assert_logged(log, "truncate", "f", "\n");
+    assert_logged(log, "xattr", "f", "\n");
+    assert_logged(log, "rename-from", "s", " -> d/s2");
+    assert_logged(log, "rename-to", "d/s2", " <- s");
+    assert_logged(log, "create", "p", "\n");
+    assert_logged(log, "write", "f", " [100+3]");
+    assert_logged(log, "delete", "p", "\n");
+    assert_logged(log, "delete", "e", "\n");
+    ck_assert_msg(!strstr(log, ".wsync"), "state dir leaked into the log:\n%s", log);
+    ck_assert_msg(!strstr(log, "outside"), "own ops marked as outside edits:\n%s", log);
+    free(log);
+}
+END_TEST
+
+START_TEST(burst_of_writes_coalesces)
+{
+    int fd = open(MNT("burst"), O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_ge(fd, 0);
+    for (int i = 0; i < 10000; i++)
+        ck_assert_int_eq(pwrite(fd, "z", 1, i), 1);
+    close(fd);
+    char *pending = wm_sh_out(NULL, "'%s' log --pending '%s'", wm_bin(), m.mnt);
+    char *line = strstr(pending, "burst ");
+    ck_assert_msg(line, "burst not pending:\n%s", pending);
+    ck_assert_msg(!strstr(line + 1, "\nburst "), "burst pending twice:\n%s", pending);
+    unsigned long events = 0;
+    long lo = -1, hi = -1;
+    ck_assert_int_eq(sscanf(strstr(line, "events="), "events=%lu range=%ld-%ld", &events, &lo, &hi),
+                     3);
+    ck_assert_uint_ge(events, 10001); /* create + 10000 writes, one entry */
+    ck_assert_int_eq(lo, 0);
+    ck_assert_int_eq(hi, 10000);
+    free(pending);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("change_events");
+    TCase *tc = tcase_create("events");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, each_op_yields_its_event);
+    tcase_add_test(tc, burst_of_writes_coalesces);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
