@@ -40,12 +40,18 @@ void strbuf_adds(struct strbuf *sb, const char *s)
 
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
 {
+    /* Most pieces are short: format on the stack, and only a long one twice. */
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
+    if ((size_t)n < sizeof(small)) {
+        strbuf_add(sb, small, (size_t)n);
+        return;
+    }
     grow(sb, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
