@@ -14,6 +14,7 @@
 #include "wfs_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -36,35 +37,65 @@ struct watcher {
     (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB |      \
      FAN_ONDIR)
 
+/* A file handle copied out of the event buffer: records there are only
+ * 4-byte aligned, and open_by_handle_at wants a real struct. */
+struct handle_buf {
+    struct file_handle fh;
+    unsigned char bytes[MAX_HANDLE_SZ];
+};
+
 /* What one event tells us, decoded from its info records. */
 struct fan_event {
     uint64_t mask;
-    struct file_handle *dir; /* parent directory, with `name` in it */
+    struct file_handle *dir; /* parent directory, with `name` in it; NULL if absent */
     const char *name;
     struct file_handle *obj; /* the object itself, if reported */
+    struct handle_buf dir_buf, obj_buf;
 };
 
-static void decode(const struct fanotify_event_metadata *m, struct fan_event *ev)
+/* Copy the handle at p (within [p, end)) into out; false if malformed. */
+static bool copy_handle(const char *p, const char *end, struct handle_buf *out,
+                        const char **after)
 {
-    memset(ev, 0, sizeof(*ev));
+    struct file_handle h;
+    if (p + sizeof(h) > end)
+        return false;
+    memcpy(&h, p, sizeof(h));
+    if (h.handle_bytes > MAX_HANDLE_SZ || p + sizeof(h) + h.handle_bytes > end)
+        return false;
+    memcpy(out, p, sizeof(h) + h.handle_bytes);
+    *after = p + sizeof(h) + h.handle_bytes;
+    return true;
+}
+
+static void decode(const char *ev_start, const struct fanotify_event_metadata *m,
+                   struct fan_event *ev)
+{
     ev->mask = m->mask;
-    const char *p = (const char *)m + m->metadata_len;
-    const char *end = (const char *)m + m->event_len;
-    while (p + sizeof(struct fanotify_event_info_header) <= end) {
-        const struct fanotify_event_info_header *h = (const void *)p;
-        if (h->len == 0 || p + h->len > end)
+    ev->dir = ev->obj = NULL;
+    ev->name = NULL;
+    const char *p = ev_start + m->metadata_len;
+    const char *end = ev_start + m->event_len;
+    struct fanotify_event_info_header h;
+    while (p + sizeof(h) <= end) {
+        memcpy(&h, p, sizeof(h));
+        if (h.len == 0 || p + h.len > end)
             break;
-        const struct fanotify_event_info_fid *fid = (const void *)p;
-        struct file_handle *fh = (struct file_handle *)fid->handle;
-        if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-            ev->dir = fh;
-            ev->name = (const char *)fh->f_handle + fh->handle_bytes;
-        } else if (h->info_type == FAN_EVENT_INFO_TYPE_DFID) {
-            ev->dir = fh;
-        } else if (h->info_type == FAN_EVENT_INFO_TYPE_FID) {
-            ev->obj = fh;
+        const char *rec_end = p + h.len;
+        const char *fh = p + offsetof(struct fanotify_event_info_fid, handle);
+        const char *after;
+        if ((h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME ||
+             h.info_type == FAN_EVENT_INFO_TYPE_DFID) &&
+            copy_handle(fh, rec_end, &ev->dir_buf, &after)) {
+            ev->dir = &ev->dir_buf.fh;
+            if (h.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME && after < rec_end &&
+                memchr(after, '\0', (size_t)(rec_end - after)))
+                ev->name = after;
+        } else if (h.info_type == FAN_EVENT_INFO_TYPE_FID &&
+                   copy_handle(fh, rec_end, &ev->obj_buf, &after)) {
+            ev->obj = &ev->obj_buf.fh;
         }
-        p += h->len;
+        p = rec_end;
     }
 }
 
@@ -136,7 +167,8 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
 static void *watcher_main(void *arg)
 {
     struct watcher *w = arg;
-    char buf[64 * 1024] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+    char buf[64 * 1024];
+    struct fan_event ev;
     struct pollfd pfd[2] = {{.fd = w->fan_fd, .events = POLLIN},
                             {.fd = w->stop_pipe[0], .events = POLLIN}};
     for (;;) {
@@ -150,19 +182,21 @@ static void *watcher_main(void *arg)
         ssize_t n = read(w->fan_fd, buf, sizeof(buf));
         if (n <= 0)
             continue;
-        for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n);
-             m = FAN_EVENT_NEXT(m, n)) {
-            if (m->vers != FANOTIFY_METADATA_VERSION)
+        /* Events are packed at 4-byte alignment: copy each header out. */
+        struct fanotify_event_metadata m;
+        for (const char *p = buf; p + sizeof(m) <= buf + n; p += m.event_len) {
+            memcpy(&m, p, sizeof(m));
+            if (m.vers != FANOTIFY_METADATA_VERSION || m.event_len < sizeof(m) ||
+                p + m.event_len > buf + n)
                 break;
-            if (m->mask & FAN_Q_OVERFLOW) {
+            if (m.mask & FAN_Q_OVERFLOW) {
                 /* Lost events: we cannot know what changed.  Consumers rescan. */
                 change_stream_request_rescan(w->fs->changes);
                 continue;
             }
-            if (m->pid == w->self)
+            if (m.pid == w->self)
                 continue;
-            struct fan_event ev;
-            decode(m, &ev);
+            decode(p, &m, &ev);
             handle_event(w, &ev);
         }
     }

@@ -57,9 +57,22 @@ void wm_teardown(struct wmount *m)
             umount2(m->mnt, MNT_DETACH);
         m->mounted = false;
     }
-    if (m->root[0])
+    /* A sanitizer report from the daemon lands in its log, not in the test's
+     * output: surface it before the tree (and the log) is removed. */
+    char log[PATH_MAX];
+    char *text = NULL;
+    if (m->root[0]) {
+        snprintf(log, sizeof(log), "%s/.wsync/daemon.log", m->src);
+        text = wm_read(log, NULL);
         wm_rm_rf(m->root);
+    }
     m->root[0] = '\0';
+    if (text) {
+        bool bad = strstr(text, "Sanitizer") || strstr(text, "runtime error");
+        if (bad)
+            ck_abort_msg("the mount daemon reported:\n%.4000s", text);
+        free(text);
+    }
 }
 
 static int vsh(const char *fmt, va_list ap, char **out)
