@@ -59,7 +59,7 @@ void wm_teardown(struct wmount *m)
     }
     /* A sanitizer report from the daemon lands in its log, not in the test's
      * output: surface it before the tree (and the log) is removed. */
-    char log[PATH_MAX];
+    char log[PATH_MAX + 32];
     char *text = NULL;
     if (m->root[0]) {
         snprintf(log, sizeof(log), "%s/.wsync/daemon.log", m->src);
