@@ -86,8 +86,10 @@ int cmd_unmount(int argc, char **argv)
     char state[4096];
     snprintf(state, sizeof(state), "%s/.wsync", m.source);
     pid_t pid = 0;
-    if (cli_daemon_request(m.source, "flush", false) == 0) {
-        char *reply = NULL;
+    char *reply = NULL;
+    if (control_request(state, "flush", &reply) == 0) {
+        free(reply);
+        reply = NULL;
         if (control_request(state, "pid", &reply) == 0)
             pid = (pid_t)atoi(reply);
         free(reply);

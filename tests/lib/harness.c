@@ -37,8 +37,42 @@ void wm_prepare(struct wmount *m)
     ck_assert_msg(mkdtemp(m->root), "mkdtemp: %s", strerror(errno));
     wm_path(m->src, sizeof(m->src), m->root, "src");
     wm_path(m->mnt, sizeof(m->mnt), m->root, "mnt");
+    track(m);
     ck_assert_int_eq(mkdir(m->src, 0755), 0);
     ck_assert_int_eq(mkdir(m->mnt, 0755), 0);
+}
+
+/* check ends a failed test with exit() in its forked child, skipping the
+ * checked teardown; so every prepared tree is also cleaned up at exit. */
+#define MAX_LIVE 8
+static struct wmount *live[MAX_LIVE];
+
+static void cleanup_at_exit(void)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i])
+            wm_teardown(live[i]);
+}
+
+static void track(struct wmount *m)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(cleanup_at_exit);
+        registered = true;
+    }
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (!live[i] || live[i] == m) {
+            live[i] = m;
+            return;
+        }
+}
+
+static void untrack(struct wmount *m)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == m)
+            live[i] = NULL;
 }
 
 void wm_setup(struct wmount *m, const char *mount_opts)
@@ -51,6 +85,7 @@ void wm_setup(struct wmount *m, const char *mount_opts)
 
 void wm_teardown(struct wmount *m)
 {
+    untrack(m);
     if (m->mounted) {
         int st = wm_sh("'%s' unmount '%s'", wm_bin(), m->mnt);
         if (st != 0) /* leave nothing behind, even after a failed test */
@@ -69,8 +104,10 @@ void wm_teardown(struct wmount *m)
     m->root[0] = '\0';
     if (text) {
         bool bad = strstr(text, "Sanitizer") || strstr(text, "runtime error");
-        if (bad)
-            ck_abort_msg("the mount daemon reported:\n%.4000s", text);
+        if (bad) {
+            fprintf(stderr, "the mount daemon reported:\n%.4000s\n", text);
+            ck_abort_msg("the mount daemon reported a sanitizer error (see above)");
+        }
         free(text);
     }
 }
