@@ -29,19 +29,6 @@ void wm_path(char *out, size_t size, const char *dir, const char *rel)
     ck_assert_msg(n > 0 && (size_t)n < size, "path too long: %s/%s", dir, rel);
 }
 
-void wm_prepare(struct wmount *m)
-{
-    memset(m, 0, sizeof(*m));
-    const char *tmp = getenv("TMPDIR");
-    snprintf(m->root, sizeof(m->root), "%s/wsync-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_msg(mkdtemp(m->root), "mkdtemp: %s", strerror(errno));
-    wm_path(m->src, sizeof(m->src), m->root, "src");
-    wm_path(m->mnt, sizeof(m->mnt), m->root, "mnt");
-    track(m);
-    ck_assert_int_eq(mkdir(m->src, 0755), 0);
-    ck_assert_int_eq(mkdir(m->mnt, 0755), 0);
-}
-
 /* check ends a failed test with exit() in its forked child, skipping the
  * checked teardown; so every prepared tree is also cleaned up at exit. */
 #define MAX_LIVE 8
@@ -73,6 +60,19 @@ static void untrack(struct wmount *m)
     for (int i = 0; i < MAX_LIVE; i++)
         if (live[i] == m)
             live[i] = NULL;
+}
+
+void wm_prepare(struct wmount *m)
+{
+    memset(m, 0, sizeof(*m));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(m->root, sizeof(m->root), "%s/wsync-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_msg(mkdtemp(m->root), "mkdtemp: %s", strerror(errno));
+    wm_path(m->src, sizeof(m->src), m->root, "src");
+    wm_path(m->mnt, sizeof(m->mnt), m->root, "mnt");
+    track(m);
+    ck_assert_int_eq(mkdir(m->src, 0755), 0);
+    ck_assert_int_eq(mkdir(m->mnt, 0755), 0);
 }
 
 void wm_setup(struct wmount *m, const char *mount_opts)
