@@ -14,7 +14,8 @@ static const struct command commands[] = {
     {"mount", cmd_mount, "show SRC at MNT through FUSE, journaling every change"},
     {"unmount", cmd_unmount, "flush and unmount a wsync mount"},
     {"status", cmd_status, "what the daemon serving a mount is doing"},
-    {"log", cmd_log, "recent changes seen by the daemon"},
+    {"log", cmd_log, "the journal of changes (or the daemon's raw events)"},
+    {"index", cmd_index, "bring SRC's index up to date; print the tree root"},
 };
 
 static void usage(FILE *out)

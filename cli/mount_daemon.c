@@ -8,6 +8,7 @@
 #include "mount_daemon.h"
 #include "../fs/change_stream.h"
 #include "../sync/control.h"
+#include "../sync/indexer.h"
 #include "../sync/strbuf.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@ struct daemon {
     const struct wfs_options *opt;
     struct wfs *fs;
     struct change_stream *changes;
+    struct indexer *indexer;
     int ready_fd;
     int log_fd;
     sigset_t signals;
@@ -135,13 +137,18 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     struct count pending = {0};
     change_stream_peek(d->changes, count_entry, &pending);
     uint64_t seq = change_stream_seq(d->changes);
+    struct indexer_counts ic = {0};
+    if (d->indexer)
+        indexer_get_counts(d->indexer, &ic);
     if (!json) {
         strbuf_addf(sb,
                     "source:   %s\nmount:    %s\npid:      %d\nchanges:  %" PRIu64
                     " noted, %zu paths pending\ninodes:   %zu cached by the kernel\n"
-                    "watching: %s (%llu outside edits seen)\n",
+                    "watching: %s (%llu outside edits seen)\n"
+                    "indexer:  %" PRIu64 " files hashed (%.1f MiB) since start\n",
                     d->opt->src, d->opt->mountpoint, (int)getpid(), seq, pending.n, st.inodes,
-                    st.watching ? "yes" : "no, short cache timeouts", st.outside_events);
+                    st.watching ? "yes" : "no, short cache timeouts", st.outside_events,
+                    ic.hashed, (double)ic.bytes_hashed / (1 << 20));
         return;
     }
     strbuf_adds(sb, "{\"source\":");
@@ -150,9 +157,10 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_add_json_string(sb, d->opt->mountpoint);
     strbuf_addf(sb,
                 ",\"pid\":%d,\"seq\":%" PRIu64 ",\"pending\":%zu,\"inodes\":%zu,"
-                "\"watching\":%s,\"outside_events\":%llu}\n",
+                "\"watching\":%s,\"outside_events\":%llu,\"hashed_files\":%" PRIu64
+                ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 "}\n",
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
-                st.outside_events);
+                st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq);
 }
 
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
@@ -228,6 +236,8 @@ int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
         close(state_fd);
         goto out;
     }
+    if (indexer_start(opt->src, state, d.changes, NULL, NULL, &d.indexer, err, sizeof(err)) != 0)
+        fprintf(stderr, "wsync: warning: no index, changes are not recorded: %s\n", err);
     sig_started = pthread_create(&sig_thread, NULL, signal_main, &d) == 0;
     int r = wfs_run(d.fs, on_ready, &d);
     if (d.ready_fd >= 0) /* unmounted before INIT ever came */
@@ -236,6 +246,7 @@ int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
         pthread_kill(sig_thread, SIGUSR1);
         pthread_join(sig_thread, NULL);
     }
+    indexer_stop(d.indexer); /* finishes the batch in hand */
     control_server_stop(ctl);
     close(state_fd);
     code = r == 0 ? 0 : 1;

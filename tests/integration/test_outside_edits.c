@@ -161,7 +161,7 @@ START_TEST(outside_edits_are_journaled)
     wm_write(SRC("journaled"), "x");
     bool ok = false;
     for (int i = 0; i < BOUND_MS && !ok; i++) {
-        char *out = wm_sh_out(NULL, "'%s' log -n 50 '%s'", wm_bin(), m.mnt);
+        char *out = wm_sh_out(NULL, "'%s' log --events -n 50 '%s'", wm_bin(), m.mnt);
         ok = strstr(out, "outside journaled") != NULL;
         free(out);
         if (!ok)

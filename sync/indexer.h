@@ -1,0 +1,61 @@
+/*
+ * indexer.h — keeps the index equal to SRC: hashes what changed, never what
+ * did not.
+ *
+ * Two ways in: indexer_scan() compares the whole tree's stat data (size,
+ * mtime, ctime, inode, mode) with the index, git-index style, and hashes only
+ * files whose stat changed; the indexer thread drains the change stream and
+ * re-syncs just the paths it names.  Each batch is one sqlite transaction and
+ * adds journal entries for what really changed (add, modify, delete, rename).
+ *
+ * Invariant: after a scan or a drained batch, every index row matches SRC
+ * as it was when that path was looked at; a crash in between loses only
+ * work, which the next startup scan redoes.
+ */
+#ifndef WSYNC_INDEXER_H
+#define WSYNC_INDEXER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct index;
+struct change_stream;
+struct indexer;
+
+/* Paths the index must leave out (ignored and local ones); NULL keeps all. */
+typedef bool (*indexer_skip_fn)(const char *path, bool is_dir, void *arg);
+
+struct indexer_counts {
+    uint64_t scanned; /* paths looked at */
+    uint64_t hashed;  /* files read and hashed */
+    uint64_t bytes_hashed;
+    uint64_t added, modified, deleted, renamed;
+    uint64_t indexed_seq; /* thread mode: every change event up to this one is indexed */
+};
+
+/* An indexer for SRC (absolute path) writing to ix (owned by the caller,
+ * used only from the thread that calls into the indexer). */
+int indexer_new(const char *src, struct index *ix, indexer_skip_fn skip, void *skip_arg,
+                struct indexer **out);
+void indexer_free(struct indexer *in);
+
+/* Compare all of SRC with the index and fix every difference. */
+int indexer_scan(struct indexer *in, struct indexer_counts *counts);
+
+/* Bring one path up to date; `deep` also walks everything below it. */
+int indexer_sync_path(struct indexer *in, const char *path, bool deep,
+                      struct indexer_counts *counts);
+
+/* Run a thread that drains `cs` into the index until indexer_stop(); it
+ * opens its own connection to index.db in `state_dir`. */
+int indexer_start(const char *src, const char *state_dir, struct change_stream *cs,
+                  indexer_skip_fn skip, void *skip_arg, struct indexer **out, char *err,
+                  size_t errsize);
+/* Finish the batch in hand, then stop and free. */
+void indexer_stop(struct indexer *in);
+
+/* Totals since start (thread-safe). */
+void indexer_get_counts(struct indexer *in, struct indexer_counts *out);
+
+#endif
