@@ -87,10 +87,13 @@ int cmd_index(int argc, char **argv)
         cli_error("%s", err);
         goto out;
     }
-    int r = indexer_new(src, ix, NULL, NULL, &in);
+    int r = indexer_new(src, ix, &in, err, sizeof(err));
+    if (r) {
+        cli_error("%s", err);
+        goto out;
+    }
     struct indexer_counts counts = {0};
-    if (!r)
-        r = indexer_scan(in, &counts);
+    r = indexer_scan(in, &counts);
     if (r) {
         cli_error("indexing %s failed: %s%s%s", src, strerror(-r), r == -EIO ? ": " : "",
                   r == -EIO ? index_error(ix) : "");
@@ -101,7 +104,7 @@ int cmd_index(int argc, char **argv)
     char root_hex[CONTENT_ID_HEX_LEN + 1], fresh_hex[CONTENT_ID_HEX_LEN + 1] = "";
     r = tree_root_from_index(ix, &root);
     if (!r && check)
-        r = tree_root_from_disk(src, NULL, NULL, &fresh);
+        r = tree_root_from_disk(src, indexer_excludes, in, &fresh);
     if (r) {
         cli_error("computing the tree root of %s: %s", src, strerror(-r));
         goto out;

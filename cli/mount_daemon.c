@@ -138,8 +138,11 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     change_stream_peek(d->changes, count_entry, &pending);
     uint64_t seq = change_stream_seq(d->changes);
     struct indexer_counts ic = {0};
-    if (d->indexer)
+    char ierr[512] = "";
+    if (d->indexer) {
         indexer_get_counts(d->indexer, &ic);
+        indexer_last_error(d->indexer, ierr, sizeof(ierr));
+    }
     if (!json) {
         strbuf_addf(sb,
                     "source:   %s\nmount:    %s\npid:      %d\nchanges:  %" PRIu64
@@ -149,6 +152,8 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                     d->opt->src, d->opt->mountpoint, (int)getpid(), seq, pending.n, st.inodes,
                     st.watching ? "yes" : "no, short cache timeouts", st.outside_events,
                     ic.hashed, (double)ic.bytes_hashed / (1 << 20));
+        if (ierr[0])
+            strbuf_addf(sb, "error:    %s\n", ierr);
         return;
     }
     strbuf_adds(sb, "{\"source\":");
@@ -158,9 +163,11 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_addf(sb,
                 ",\"pid\":%d,\"seq\":%" PRIu64 ",\"pending\":%zu,\"inodes\":%zu,"
                 "\"watching\":%s,\"outside_events\":%llu,\"hashed_files\":%" PRIu64
-                ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 "}\n",
+                ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 ",\"last_error\":",
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
                 st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq);
+    strbuf_add_json_string(sb, ierr);
+    strbuf_adds(sb, "}\n");
 }
 
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
@@ -230,14 +237,16 @@ int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
         close(state_fd);
         goto out;
     }
-    if (wfs_mount(d.fs, err, sizeof(err)) != 0) {
+    /* Before mounting: a bad rules file or a broken index is refused now,
+     * with its cause, rather than found later in a log. */
+    if (indexer_start(opt->src, state, d.changes, &d.indexer, err, sizeof(err)) != 0 ||
+        wfs_mount(d.fs, err, sizeof(err)) != 0) {
         report_ready(&d, err);
+        indexer_stop(d.indexer);
         control_server_stop(ctl);
         close(state_fd);
         goto out;
     }
-    if (indexer_start(opt->src, state, d.changes, NULL, NULL, &d.indexer, err, sizeof(err)) != 0)
-        fprintf(stderr, "wsync: warning: no index, changes are not recorded: %s\n", err);
     sig_started = pthread_create(&sig_thread, NULL, signal_main, &d) == 0;
     int r = wfs_run(d.fs, on_ready, &d);
     if (d.ready_fd >= 0) /* unmounted before INIT ever came */

@@ -12,6 +12,7 @@
 #include "../fs/change_stream.h"
 #include "chunker.h"
 #include "index.h"
+#include "rules.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,14 +39,14 @@ struct indexer {
     int src_fd; /* O_RDONLY|O_DIRECTORY on SRC */
     struct index *ix;
     bool owns_ix;
-    indexer_skip_fn skip;
-    void *skip_arg;
+    struct rules *rules;
     /* thread mode */
     struct change_stream *cs;
     pthread_t thread;
     atomic_bool stop;
-    pthread_mutex_t counts_lock;
+    pthread_mutex_t counts_lock; /* guards totals and last_error */
     struct indexer_counts totals;
+    char last_error[512];
 };
 
 /* ---- row map: path -> (stat of the row, seen?) for one subtree scan ---- */
@@ -265,9 +266,15 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
     return 0;
 }
 
+bool indexer_excludes(const char *path, bool is_dir, void *indexer)
+{
+    struct indexer *in = indexer;
+    return rules_classify(in->rules, path, is_dir) != RULE_MIRROR;
+}
+
 static bool skipped(struct indexer *in, const char *path, bool is_dir)
 {
-    return in->skip && in->skip(path, is_dir, in->skip_arg);
+    return indexer_excludes(path, is_dir, in);
 }
 
 /* Walk directory `dirfd` (path `dir`, "" for SRC) recursively. */
@@ -366,8 +373,8 @@ static int scan_subtree(struct indexer *in, const char *path, struct indexer_cou
     return r;
 }
 
-int indexer_new(const char *src, struct index *ix, indexer_skip_fn skip, void *skip_arg,
-                struct indexer **out)
+int indexer_new(const char *src, struct index *ix, struct indexer **out, char *err,
+                size_t errsize)
 {
     struct indexer *in = calloc(1, sizeof(*in));
     if (!in)
@@ -376,13 +383,21 @@ int indexer_new(const char *src, struct index *ix, indexer_skip_fn skip, void *s
     in->src_fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (!in->src || in->src_fd < 0) {
         int e = in->src ? -errno : -ENOMEM;
+        snprintf(err, errsize, "cannot open %s: %s", src, strerror(-e));
+        if (in->src_fd >= 0)
+            close(in->src_fd);
         free(in->src);
         free(in);
         return e;
     }
+    int r = rules_load(in->src_fd, src, &in->rules, err, errsize);
+    if (r) {
+        close(in->src_fd);
+        free(in->src);
+        free(in);
+        return r;
+    }
     in->ix = ix;
-    in->skip = skip;
-    in->skip_arg = skip_arg;
     pthread_mutex_init(&in->counts_lock, NULL);
     *out = in;
     return 0;
@@ -394,6 +409,7 @@ void indexer_free(struct indexer *in)
         return;
     if (in->owns_ix)
         index_close(in->ix);
+    rules_free(in->rules);
     close(in->src_fd);
     pthread_mutex_destroy(&in->counts_lock);
     free(in->src);
@@ -554,9 +570,36 @@ struct batch {
     bool rescan;
 };
 
+static void set_error(struct indexer *in, const char *msg)
+{
+    pthread_mutex_lock(&in->counts_lock);
+    snprintf(in->last_error, sizeof(in->last_error), "%s", msg);
+    pthread_mutex_unlock(&in->counts_lock);
+}
+
+/* The rules file changed: take the new rules, or keep the old ones if the
+ * new file is bad.  True if the rules changed (everything must be rescanned). */
+static bool reload_rules(struct indexer *in)
+{
+    char err[512];
+    struct rules *fresh;
+    if (rules_load(in->src_fd, in->src, &fresh, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wsync: %s (keeping the previous rules)\n", err);
+        set_error(in, err);
+        return false;
+    }
+    rules_free(in->rules);
+    in->rules = fresh;
+    set_error(in, "");
+    return true;
+}
+
 static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
 {
     struct batch *b = arg;
+    for (size_t i = 0; i < b->n && !b->rescan; i++)
+        if (strcmp(b->e[i].path, RULES_FILE) == 0 && reload_rules(in))
+            b->rescan = true;
     if (b->rescan)
         return scan_subtree(in, "", c);
     int r = 0;
@@ -597,9 +640,13 @@ static void *indexer_main(void *arg)
             pthread_mutex_unlock(&in->counts_lock);
         }
         if (r) {
-            fprintf(stderr, "wsync: indexer: %s (%s); rescanning\n", strerror(-r),
-                    index_error(in->ix));
+            char msg[512];
+            snprintf(msg, sizeof(msg), "indexing failed: %s (%s); rescanning", strerror(-r),
+                     index_error(in->ix));
+            fprintf(stderr, "wsync: %s\n", msg);
+            set_error(in, msg);
             change_stream_request_rescan(in->cs);
+            usleep(100 * 1000); /* do not spin on a persistent failure */
         }
         change_entries_free(b.e, b.n);
     }
@@ -607,18 +654,16 @@ static void *indexer_main(void *arg)
 }
 
 int indexer_start(const char *src, const char *state_dir, struct change_stream *cs,
-                  indexer_skip_fn skip, void *skip_arg, struct indexer **out, char *err,
-                  size_t errsize)
+                  struct indexer **out, char *err, size_t errsize)
 {
     struct index *ix;
     int r = index_open(-1, state_dir, false, &ix, err, errsize);
     if (r)
         return r;
     struct indexer *in;
-    r = indexer_new(src, ix, skip, skip_arg, &in);
+    r = indexer_new(src, ix, &in, err, errsize);
     if (r) {
         index_close(ix);
-        snprintf(err, errsize, "cannot open %s: %s", src, strerror(-r));
         return r;
     }
     in->owns_ix = true;
@@ -643,6 +688,13 @@ void indexer_stop(struct indexer *in)
     change_stream_wake(in->cs);
     pthread_join(in->thread, NULL);
     indexer_free(in);
+}
+
+void indexer_last_error(struct indexer *in, char *buf, size_t size)
+{
+    pthread_mutex_lock(&in->counts_lock);
+    snprintf(buf, size, "%s", in->last_error);
+    pthread_mutex_unlock(&in->counts_lock);
 }
 
 void indexer_get_counts(struct indexer *in, struct indexer_counts *out)

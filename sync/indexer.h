@@ -23,9 +23,6 @@ struct index;
 struct change_stream;
 struct indexer;
 
-/* Paths the index must leave out (ignored and local ones); NULL keeps all. */
-typedef bool (*indexer_skip_fn)(const char *path, bool is_dir, void *arg);
-
 struct indexer_counts {
     uint64_t scanned; /* paths looked at */
     uint64_t hashed;  /* files read and hashed */
@@ -35,9 +32,11 @@ struct indexer_counts {
 };
 
 /* An indexer for SRC (absolute path) writing to ix (owned by the caller,
- * used only from the thread that calls into the indexer). */
-int indexer_new(const char *src, struct index *ix, indexer_skip_fn skip, void *skip_arg,
-                struct indexer **out);
+ * used only from the thread that calls into the indexer).  It loads SRC's
+ * path rules (rules.h): ignored and local paths are left out of the index.
+ * -EINVAL with err = "FILE:LINE: cause" for a bad rules file. */
+int indexer_new(const char *src, struct index *ix, struct indexer **out, char *err,
+                size_t errsize);
 void indexer_free(struct indexer *in);
 
 /* Compare all of SRC with the index and fix every difference. */
@@ -48,14 +47,23 @@ int indexer_sync_path(struct indexer *in, const char *path, bool deep,
                       struct indexer_counts *counts);
 
 /* Run a thread that drains `cs` into the index until indexer_stop(); it
- * opens its own connection to index.db in `state_dir`. */
+ * opens its own connection to index.db in `state_dir`.  A change to the
+ * rules file reloads the rules and rescans (a bad new file keeps the old
+ * rules and is reported by indexer_last_error). */
 int indexer_start(const char *src, const char *state_dir, struct change_stream *cs,
-                  indexer_skip_fn skip, void *skip_arg, struct indexer **out, char *err,
-                  size_t errsize);
+                  struct indexer **out, char *err, size_t errsize);
 /* Finish the batch in hand, then stop and free. */
 void indexer_stop(struct indexer *in);
 
 /* Totals since start (thread-safe). */
 void indexer_get_counts(struct indexer *in, struct indexer_counts *out);
+
+/* The last error the thread met (bad rules file, sqlite failure), or "" if
+ * none; copied into buf (thread-safe). */
+void indexer_last_error(struct indexer *in, char *buf, size_t size);
+
+/* True if the rules leave path out of the index (a tree_skip_fn; arg is
+ * the indexer). */
+bool indexer_excludes(const char *path, bool is_dir, void *indexer);
 
 #endif

@@ -241,6 +241,56 @@ START_TEST(kill_during_heavy_writes_converges)
 }
 END_TEST
 
+START_TEST(rules_leave_paths_out_and_bad_rules_are_refused)
+{
+    wm_prepare(&m);
+    /* Default rules: build/ and node_modules/ are local, *.swp ignored. */
+    ck_assert_int_eq(mkdir(SRC("build"), 0755), 0);
+    write_bytes(SRC("build/out.o"), 100000, 1);
+    wm_write(SRC("notes.swp"), "x");
+    wm_write(SRC("main.c"), "int x;\n");
+    char *out = run_index(true, 0);
+    ck_assert_int_eq(json_num(out, "hashed"), 1); /* main.c only */
+    ck_assert_msg(strstr(out, "\"consistent\":true"), "%s", out);
+    char root1[64];
+    ck_assert(json_str(out, "root", root1, sizeof(root1)));
+    free(out);
+    write_bytes(SRC("build/out.o"), 100000, 2); /* local: the root does not move */
+    out = run_index(false, 0);
+    char root2[64];
+    ck_assert(json_str(out, "root", root2, sizeof(root2)));
+    ck_assert_str_eq(root1, root2);
+    free(out);
+
+    /* A bad rules file names itself and the line, for index and mount. */
+    wm_write(SRC(".wsyncrules"), "[local]\n/build/\n[bogus]\n");
+    int st;
+    out = wm_sh_out(&st, "'%s' index '%s' 2>&1", wm_bin(), m.src);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, ".wsyncrules:3"), "no file:line in: %s", out);
+    free(out);
+    out = wm_sh_out(&st, "'%s' mount '%s' '%s' 2>&1", wm_bin(), m.src, m.mnt);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, ".wsyncrules:3"), "no file:line in: %s", out);
+    free(out);
+
+    /* Rules written through the mount take effect: notes.swp becomes mirrored. */
+    wm_write(SRC(".wsyncrules"), "[local]\n/build/\n");
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    m.mounted = true;
+    wait_caught_up();
+    char *log = wm_sh_out(NULL, "'%s' log -n 20 '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(log, " add notes.swp\n"), "notes.swp not indexed:\n%s", log);
+    ck_assert_msg(!strstr(log, "build/out.o"), "local path indexed:\n%s", log);
+    free(log);
+    wm_write(MNT(".wsyncrules"), "[ignore]\n*.swp\n[local]\n/build/\n");
+    wait_caught_up();
+    log = wm_sh_out(NULL, "'%s' log -n 20 '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(log, " delete notes.swp\n"), "rules change not applied:\n%s", log);
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("index");
@@ -251,6 +301,7 @@ int main(void)
     tcase_add_test(tc, restart_hashes_only_what_changed);
     tcase_add_test(tc, rename_moves_rows_without_rehashing);
     tcase_add_test(tc, kill_during_heavy_writes_converges);
+    tcase_add_test(tc, rules_leave_paths_out_and_bad_rules_are_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
