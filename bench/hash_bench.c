@@ -29,7 +29,7 @@ static volatile uint64_t sink; /* keeps results alive */
 
 static void report(const char *what, size_t bytes, double best)
 {
-    printf("%-34s %7.2f GB/s  (%.3f s per pass)\n", what, (double)bytes / best / 1e9, best);
+    printf("%-38s %6.2f GB/s  (%.3f s per pass)\n", what, (double)bytes / best / 1e9, best);
 }
 
 int main(int argc, char **argv)
