@@ -1,0 +1,74 @@
+/*
+ * apply.h — the receiving side's writes into ROOT, safe against a hostile
+ * or broken sender and against crashes.
+ *
+ * Every path is checked (no "..", no absolute, no empty components, not
+ * under .wsync) and its parent is opened beneath ROOT with openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so no symlink anywhere in ROOT can
+ * redirect a write outside it.  A file is assembled in ROOT/.wsync/staging
+ * from chunks ROOT already has (found through its own index, re-hashed
+ * before use) and chunks received, verified against its file id, fsynced,
+ * and only then renamed over the old one: a crash leaves the old file or the
+ * new one, never a mix.  Permission bits only: setuid/setgid/sticky are
+ * dropped; no device nodes, fifos or sockets are ever made.
+ *
+ * Errors return -errno and describe themselves in the applier's error text
+ * (apply_error()), naming the path.
+ */
+#ifndef WSYNC_APPLY_H
+#define WSYNC_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunker.h"
+#include "content_id.h"
+
+struct applier;
+struct index;
+
+struct apply_counts {
+    uint64_t files, dirs, symlinks, deleted;
+    uint64_t chunks_local;   /* chunks copied from what ROOT already had */
+    uint64_t chunks_received;
+    uint64_t bytes_written;
+};
+
+/* Open ROOT (created if missing) and its index; ix is used for chunk reuse
+ * and updated on commit.  dry_run: check and count, write nothing. */
+int apply_open(const char *root, struct index *ix, bool dry_run, struct applier **out,
+               char *err, size_t errsize);
+void apply_close(struct applier *a);
+const char *apply_error(struct applier *a);
+
+/* A regular file: stage it from its chunk list.  Chunk ids ROOT lacks are
+ * appended to *want (grown with realloc; *nwant updated; a chunk already
+ * wanted is not repeated). */
+int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
+               uint64_t size, const struct content_id *file_id, const struct chunk *chunks,
+               size_t nchunks, struct content_id **want, size_t *nwant);
+
+/* A small file sent whole. */
+int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
+                      const void *data, size_t len);
+
+/* Bytes of a wanted chunk (already verified against id by the decoder). */
+int apply_chunk(struct applier *a, const struct content_id *id, const void *data, size_t len);
+
+int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns);
+int apply_symlink(struct applier *a, const char *path, const char *target);
+/* Remove path and everything below it (no error if absent). */
+int apply_delete(struct applier *a, const char *path);
+
+/* Finish every staged file: all chunks present, id verified, fsync, rename
+ * into place, parent dirs fsynced, index updated.  After it returns 0 the
+ * batch is durable (this is when ACK may be sent). */
+int apply_commit(struct applier *a);
+
+void apply_get_counts(struct applier *a, struct apply_counts *c);
+
+/* Check a relative path from the wire; 0 or -EINVAL with a reason in err. */
+int apply_check_path(const char *path, char *err, size_t errsize);
+
+#endif
