@@ -29,37 +29,41 @@ void wm_path(char *out, size_t size, const char *dir, const char *rel)
     ck_assert_msg(n > 0 && (size_t)n < size, "path too long: %s/%s", dir, rel);
 }
 
-/* check ends a failed test with exit() in its forked child, skipping the
- * checked teardown; so every prepared tree is also cleaned up at exit. */
-#define MAX_LIVE 8
-static struct wmount *live[MAX_LIVE];
-
-static void cleanup_at_exit(void)
+/* check ends a failed test with _exit() in its forked child, skipping the
+ * checked teardown, and kills it outright on a timeout.  So each prepared
+ * tree gets a guard process that waits for the test process to end (its
+ * pipe reaches EOF) and then unmounts and removes whatever is left. */
+static void start_guard(const struct wmount *m)
 {
-    for (int i = 0; i < MAX_LIVE; i++)
-        if (live[i])
-            wm_teardown(live[i]);
-}
-
-static void track(struct wmount *m)
-{
-    static bool registered;
-    if (!registered) {
-        atexit(cleanup_at_exit);
-        registered = true;
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0); /* no daemon may inherit the write end */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid > 0) {
+        close(p[0]); /* the write end stays open, unused, until we end */
+        return;
     }
-    for (int i = 0; i < MAX_LIVE; i++)
-        if (!live[i] || live[i] == m) {
-            live[i] = m;
-            return;
-        }
-}
-
-static void untrack(struct wmount *m)
-{
-    for (int i = 0; i < MAX_LIVE; i++)
-        if (live[i] == m)
-            live[i] = NULL;
+    /* Guard: detached from the test's output so meson never waits for it. */
+    close(p[1]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != p[0])
+            close(fd);
+    char c;
+    while (read(p[0], &c, 1) != 0 && errno == EINTR)
+        ;
+    char *cmd;
+    if (asprintf(&cmd,
+             "if grep -qF ' %s ' /proc/self/mountinfo; then '%s' unmount --lazy '%s' ||"
+             " umount -l '%s'; fi; rm -rf --one-file-system '%s'",
+             m->mnt, getenv("WSYNC_BIN"), m->mnt, m->mnt, m->root) < 0)
+        _exit(1);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
 }
 
 void wm_prepare(struct wmount *m)
@@ -70,7 +74,7 @@ void wm_prepare(struct wmount *m)
     ck_assert_msg(mkdtemp(m->root), "mkdtemp: %s", strerror(errno));
     wm_path(m->src, sizeof(m->src), m->root, "src");
     wm_path(m->mnt, sizeof(m->mnt), m->root, "mnt");
-    track(m);
+    start_guard(m);
     ck_assert_int_eq(mkdir(m->src, 0755), 0);
     ck_assert_int_eq(mkdir(m->mnt, 0755), 0);
 }
@@ -85,7 +89,6 @@ void wm_setup(struct wmount *m, const char *mount_opts)
 
 void wm_teardown(struct wmount *m)
 {
-    untrack(m);
     if (m->mounted) {
         int st = wm_sh("'%s' unmount '%s'", wm_bin(), m->mnt);
         if (st != 0) /* leave nothing behind, even after a failed test */
