@@ -12,6 +12,7 @@
 #include "../fs/change_stream.h"
 #include "chunker.h"
 #include "index.h"
+#include "rechunk.h"
 #include "rules.h"
 
 #include <dirent.h>
@@ -167,9 +168,36 @@ static int journal(struct indexer *in, const char *kind, const char *path, uint6
 
 /* Hash the regular file `name` in dirfd and store it.  -EAGAIN if it changed
  * while being read. */
+/* Only bytes in [lo, hi) were written since the row was stored: a partial
+ * re-chunk is exact (see rechunk.h).  Truncation, outside edits and new
+ * files say nothing about ranges. */
+static bool range_only(const struct change_entry *hint)
+{
+    uint32_t allowed = CHANGE_WRITE | CHANGE_ATTR | CHANGE_XATTR;
+    return hint && (hint->kinds & ~allowed) == 0 && (hint->kinds & CHANGE_WRITE) &&
+           hint->hi > hint->lo;
+}
+
+static int hash_file(struct indexer *in, int fd, const char *path, bool existed,
+                     const struct change_entry *hint, struct chunk **chunks, size_t *n,
+                     struct content_id *id, uint64_t *bytes)
+{
+    struct chunk *old = NULL;
+    size_t nold = 0;
+    if (existed && range_only(hint) && index_get_chunks(in->ix, path, &old, &nold) == 0 &&
+        nold > 0) {
+        int r = rechunk_fd(fd, old, nold, (uint64_t)hint->lo, (uint64_t)hint->hi, chunks, n,
+                           id, bytes);
+        free(old);
+        return r;
+    }
+    free(old);
+    return chunker_hash_fd(fd, chunks, n, id, bytes);
+}
+
 static int store_regular(struct indexer *in, int dirfd, const char *name, struct index_file *now,
                          bool existed, const struct content_id *old_id,
-                         struct indexer_counts *c)
+                         const struct change_entry *hint, struct indexer_counts *c)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
@@ -179,7 +207,8 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
     struct chunk *chunks = NULL;
     size_t nchunks = 0;
     struct content_id file_id;
-    int r = chunker_hash_fd(fd, &chunks, &nchunks, &file_id, NULL);
+    uint64_t bytes_read = 0;
+    int r = hash_file(in, fd, now->path, existed, hint, &chunks, &nchunks, &file_id, &bytes_read);
     struct stat after;
     if (!r && fstat(fd, &after) < 0)
         r = -errno;
@@ -193,7 +222,7 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
         return -EAGAIN;
     }
     c->hashed++;
-    c->bytes_hashed += (uint64_t)now->size;
+    c->bytes_hashed += bytes_read;
     now->id = file_id;
     bool same_content = existed && content_id_eq(old_id, &file_id);
     r = 0;
@@ -210,7 +239,8 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
 /* Sync the entry `name` of dirfd, known to the index as `row` (or NULL).
  * Returns 0, or -errno; a vanished entry is not an error. */
 static int sync_entry(struct indexer *in, int dirfd, const char *name, const char *path,
-                      const struct stat *st, struct row *row, struct indexer_counts *c)
+                      const struct stat *st, struct row *row, const struct change_entry *hint,
+                      struct indexer_counts *c)
 {
     struct index_file now;
     file_from_stat(&now, path, st);
@@ -227,7 +257,8 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
         int r;
         int tries = 0;
         do {
-            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->f.id : &now.id, c);
+            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->f.id : &now.id,
+                              tries == 0 ? hint : NULL, c);
             if (r == -EAGAIN) {
                 struct stat again;
                 if (fstatat(dirfd, name, &again, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -311,7 +342,7 @@ static int walk(struct indexer *in, int dirfd, const char *dir, struct row_map *
             continue; /* vanished meanwhile: its row is swept */
         }
         if (!skipped(in, path, S_ISDIR(st.st_mode))) {
-            r = sync_entry(in, dirfd, name, path, &st, row_map_get(rows, path), c);
+            r = sync_entry(in, dirfd, name, path, &st, row_map_get(rows, path), NULL, c);
             if (!r && S_ISDIR(st.st_mode)) {
                 int sub = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub >= 0) {
@@ -468,7 +499,8 @@ static int open_parent(struct indexer *in, const char *path, const char **name)
     return fd;
 }
 
-static int sync_one(struct indexer *in, const char *path, bool deep, struct indexer_counts *c)
+static int sync_one(struct indexer *in, const char *path, bool deep,
+                    const struct change_entry *hint, struct indexer_counts *c)
 {
     if (!*path)
         return deep ? scan_subtree(in, "", c) : 0;
@@ -500,7 +532,7 @@ static int sync_one(struct indexer *in, const char *path, bool deep, struct inde
         }
         struct row rrow = {.path = row.path, .f = row};
         if (!r)
-            r = sync_entry(in, dirfd, name, path, &st, existed ? &rrow : NULL, c);
+            r = sync_entry(in, dirfd, name, path, &st, existed ? &rrow : NULL, hint, c);
         if (!r && S_ISDIR(st.st_mode) && deep)
             r = scan_subtree(in, path, c);
     }
@@ -519,7 +551,7 @@ struct sync_args {
 static int do_sync_path(struct indexer *in, void *arg, struct indexer_counts *c)
 {
     struct sync_args *a = arg;
-    return sync_one(in, a->path, a->deep, c);
+    return sync_one(in, a->path, a->deep, NULL, c);
 }
 
 int indexer_sync_path(struct indexer *in, const char *path, bool deep,
@@ -609,7 +641,7 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
     for (size_t i = 0; !r && i < b->n; i++) {
         /* Outside edits and new directories may hide a whole new subtree. */
         bool deep = b->e[i].kinds & (CHANGE_MKDIR | CHANGE_RENAME_TO | CHANGE_OUTSIDE);
-        r = sync_one(in, b->e[i].path, deep, c);
+        r = sync_one(in, b->e[i].path, deep, &b->e[i], c);
     }
     return r;
 }

@@ -291,6 +291,29 @@ START_TEST(rules_leave_paths_out_and_bad_rules_are_refused)
 }
 END_TEST
 
+START_TEST(in_place_write_rehashes_only_its_chunk)
+{
+    wm_setup(&m, "");
+    write_bytes(MNT("big.bin"), 64 << 20, 9);
+    wait_caught_up();
+    char *st = status_json();
+    long long before = json_num(st, "hashed_bytes");
+    free(st);
+    int fd = open(MNT("big.bin"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "four kilobytes, more or less", 28, 30 << 20), 28);
+    close(fd);
+    wait_caught_up();
+    st = status_json();
+    long long read = json_num(st, "hashed_bytes") - before;
+    free(st);
+    ck_assert_msg(read > 0 && read <= 2 << 20, "re-read %lld bytes for a 28-byte write", read);
+    char *out = run_index(true, 0); /* and the partial result is exact */
+    ck_assert_msg(strstr(out, "\"consistent\":true"), "%s", out);
+    ck_assert_int_eq(json_num(out, "hashed"), 0);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("index");
@@ -302,6 +325,7 @@ int main(void)
     tcase_add_test(tc, rename_moves_rows_without_rehashing);
     tcase_add_test(tc, kill_during_heavy_writes_converges);
     tcase_add_test(tc, rules_leave_paths_out_and_bad_rules_are_refused);
+    tcase_add_test(tc, in_place_write_rehashes_only_its_chunk);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
