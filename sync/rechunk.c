@@ -17,6 +17,8 @@ struct list {
 
 static int push(struct list *l, const struct chunk *c, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (l->n + n > l->cap) {
         size_t cap = l->cap ? l->cap : 64;
         while (cap < l->n + n)
