@@ -136,9 +136,5 @@ int main(void)
     tcase_add_test(tc, each_op_yields_its_event);
     tcase_add_test(tc, burst_of_writes_coalesces);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

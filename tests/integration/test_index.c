@@ -327,9 +327,5 @@ int main(void)
     tcase_add_test(tc, rules_leave_paths_out_and_bad_rules_are_refused);
     tcase_add_test(tc, in_place_write_rehashes_only_its_chunk);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -415,9 +415,5 @@ int main(void)
     tcase_add_test(tc, allow_other_by_default_for_root);
     tcase_add_test(tc, every_command_has_help);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

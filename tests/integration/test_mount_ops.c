@@ -505,9 +505,5 @@ int main(void)
     tcase_add_test(tc, state_dir_is_hidden);
     tcase_add_test(tc, deep_tree_beyond_path_max);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -186,9 +186,5 @@ int main(void)
     tcase_add_test(tc, editor_save_via_rename);
     tcase_add_test(tc, outside_edits_are_journaled);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -16,6 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
+int wm_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 const char *wm_bin(void)
 {
     const char *b = getenv("WSYNC_BIN");

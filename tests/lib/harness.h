@@ -21,6 +21,12 @@ struct wmount {
     bool mounted;
 };
 
+struct Suite;
+
+/* Run every test of suite s (check's fork mode) and free it; the process
+ * exit status: 0 if all passed, else 1. */
+int wm_run_suite(struct Suite *s);
+
 /* Path of the wsync binary under test. */
 const char *wm_bin(void);
 

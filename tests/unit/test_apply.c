@@ -268,9 +268,5 @@ int main(void)
     tcase_add_test(tc, symlinks_in_the_way_are_not_followed);
     tcase_add_test(tc, special_bits_dropped_and_zeros_stay_sparse);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -1,6 +1,8 @@
 /* test_change_stream.c — coalescing, ranges, ring and take() of the dirty set. */
 #include "fs/change_stream.h"
 
+#include "tests/lib/harness.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,9 +152,5 @@ int main(void)
     tcase_add_test(tc, wait_times_out_then_sees_note);
     tcase_add_test(tc, kinds_format);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -6,6 +6,8 @@
 #include "sync/chunker.h"
 #include "sync/content_id.h"
 
+#include "tests/lib/harness.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -391,9 +393,5 @@ int main(void)
     tcase_add_test(tc, append_changes_only_the_tail);
     tcase_add_test(tc, content_id_hex_and_hasher);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -5,6 +5,8 @@
 #include "sync/chunker.h"
 #include "sync/rechunk.h"
 
+#include "tests/lib/harness.h"
+
 #include <check.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -114,9 +116,5 @@ int main(void)
     tcase_add_test(tc, edges_and_appends);
     tcase_add_test(tc, random_changes_match_full_pass);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

@@ -1,6 +1,8 @@
 /* test_rules.c — .wsyncrules syntax, gitignore matching (against git itself), defaults, errors. */
 #include "sync/rules.h"
 
+#include "tests/lib/harness.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -571,9 +573,5 @@ int main(void)
     tcase_add_loop_test(tc, agrees_with_git_check_ignore, 0,
                         sizeof(git_cases) / sizeof(git_cases[0]));
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }

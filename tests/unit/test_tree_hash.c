@@ -7,6 +7,8 @@
 #include "sync/strbuf.h"
 #include "sync/tree_hash.h"
 
+#include "tests/lib/harness.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -425,9 +427,5 @@ int main(void)
     tcase_add_test(tc, builder_pinned_root_and_errors);
     tcase_add_test(tc, deeper_than_path_max);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return wm_run_suite(s);
 }
