@@ -18,102 +18,72 @@ static bool is_symlink(fuse_req_t req, fuse_ino_t ino)
     return wfs_inode_of(req, ino)->type == S_IFLNK;
 }
 
-/* Shared shape of get and list: size 0 asks for the length only. */
-static void reply_sized(fuse_req_t req, size_t size, ssize_t (*op)(const char *, const char *,
-                                                                    char *, size_t, void *),
-                        const char *path, const char *name, void *ctx)
+/* get and list share a shape: size 0 asks for the length only.  name NULL
+ * means list. */
+static void reply_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    if (size == 0) {
-        ssize_t n = op(path, name, NULL, 0, ctx);
-        if (n < 0)
-            fuse_reply_err(req, errno);
-        else
-            fuse_reply_xattr(req, (size_t)n);
-        return;
-    }
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(wfs_fd_of(req, ino), proc);
     if (size > XATTR_VALUE_MAX)
         size = XATTR_VALUE_MAX;
-    char *buf = malloc(size);
-    if (!buf) {
+    char *buf = size ? malloc(size) : NULL;
+    if (size && !buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = op(path, name, buf, size, ctx);
+    ssize_t n = name ? getxattr(proc, name, buf, size) : listxattr(proc, buf, size);
     if (n < 0)
         fuse_reply_err(req, errno);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
     else
         fuse_reply_buf(req, buf, (size_t)n);
     free(buf);
 }
 
-static ssize_t do_get(const char *path, const char *name, char *buf, size_t size, void *ctx)
-{
-    return getxattr(path, name, buf, size);
-}
-
-static ssize_t do_list(const char *path, const char *name, char *buf, size_t size, void *ctx)
-{
-    return listxattr(path, buf, size);
-}
-
 void wfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    if (is_symlink(req, ino)) {
+    if (is_symlink(req, ino))
         fuse_reply_err(req, ENODATA);
-        return;
-    }
-    char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(wfs_fd_of(req, ino), proc);
-    reply_sized(req, size, do_get, proc, name, NULL);
+    else
+        reply_read(req, ino, name, size);
 }
 
 void wfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+    if (!is_symlink(req, ino))
+        reply_read(req, ino, NULL, size);
+    else if (size == 0)
+        fuse_reply_xattr(req, 0);
+    else
+        fuse_reply_buf(req, NULL, 0);
+}
+
+/* Set (remove false) or remove an xattr, reply, and note the change. */
+static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                         size_t size, int flags, bool remove)
+{
     if (is_symlink(req, ino)) {
-        if (size == 0)
-            fuse_reply_xattr(req, 0);
-        else
-            fuse_reply_buf(req, NULL, 0);
+        fuse_reply_err(req, EPERM);
         return;
     }
+    struct wfs *fs = wfs_of(req); /* req is gone once replied to */
+    int fd = wfs_fd_of(req, ino);
     char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(wfs_fd_of(req, ino), proc);
-    reply_sized(req, size, do_list, proc, NULL, NULL);
+    wfs_proc_path(fd, proc);
+    int r = remove ? removexattr(proc, name) : setxattr(proc, name, value, size, flags);
+    fuse_reply_err(req, r < 0 ? errno : 0);
+    if (r == 0)
+        wfs_note(fs, CHANGE_XATTR, fd, NULL, 0, 0);
 }
 
 void wfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                   size_t size, int flags)
 {
-    if (is_symlink(req, ino)) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    struct wfs *fs = wfs_of(req); /* req is gone once replied to */
-    int fd = wfs_fd_of(req, ino);
-    char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(fd, proc);
-    if (setxattr(proc, name, value, size, flags) < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    fuse_reply_err(req, 0);
-    wfs_note(fs, CHANGE_XATTR, fd, NULL, 0, 0);
+    change_xattr(req, ino, name, value, size, flags, false);
 }
 
 void wfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    if (is_symlink(req, ino)) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    struct wfs *fs = wfs_of(req); /* req is gone once replied to */
-    int fd = wfs_fd_of(req, ino);
-    char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(fd, proc);
-    if (removexattr(proc, name) < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    fuse_reply_err(req, 0);
-    wfs_note(fs, CHANGE_XATTR, fd, NULL, 0, 0);
+    change_xattr(req, ino, name, NULL, 0, 0, true);
 }
