@@ -196,6 +196,21 @@ static int mkdir_p(const char *path)
     return mkdir(buf, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
+int apply_prepare_root(const char *root, char *err, size_t errsize)
+{
+    char dir[PATH_MAX];
+    int r = mkdir_p(root);
+    const char *subs[] = {STATE_DIR, STAGING_DIR};
+    for (int i = 0; !r && i < 2; i++) {
+        snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]);
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+            r = -errno;
+    }
+    if (r)
+        snprintf(err, errsize, "cannot create %s: %s", r == -ENOENT ? root : dir, strerror(-r));
+    return r;
+}
+
 int apply_open(const char *root, struct index *ix, bool dry_run, struct applier **out,
                char *err, size_t errsize)
 {
@@ -206,15 +221,17 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
     a->dry_run = dry_run;
     a->root_fd = a->staging_fd = -1;
     a->chunk_buf = malloc(CHUNKER_MAX_SIZE);
-    int r = a->chunk_buf ? mkdir_p(root) : -ENOMEM;
-    if (!r) {
-        a->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        r = a->root_fd < 0 ? -errno : 0;
+    if (!a->chunk_buf) {
+        free(a);
+        return -ENOMEM;
     }
-    if (!r && (mkdirat(a->root_fd, STATE_DIR, 0700) < 0 && errno != EEXIST))
-        r = -errno;
-    if (!r && (mkdirat(a->root_fd, STAGING_DIR, 0700) < 0 && errno != EEXIST))
-        r = -errno;
+    int r = apply_prepare_root(root, err, errsize);
+    if (r) {
+        apply_close(a);
+        return r;
+    }
+    a->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    r = a->root_fd < 0 ? -errno : 0;
     if (!r) {
         a->staging_fd = openat(a->root_fd, STAGING_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
                                                             O_CLOEXEC);

@@ -35,6 +35,10 @@ struct apply_counts {
     uint64_t bytes_written;
 };
 
+/* Make ROOT, ROOT/.wsync and its staging dir if missing.  0 or -errno
+ * with err naming the directory. */
+int apply_prepare_root(const char *root, char *err, size_t errsize);
+
 /* Open ROOT (created if missing) and its index; ix is used for chunk reuse
  * and updated on commit.  dry_run: check and count, write nothing. */
 int apply_open(const char *root, struct index *ix, bool dry_run, struct applier **out,

@@ -110,7 +110,10 @@ int transport_start(const struct dest *d, const char *rsh, const char *wsync_pat
     bool remote = d->host != NULL;
     if (remote || rsh) {
         argc = add_words(argv, argc, 64, rsh_copy);
-        if (remote && d->port && !rsh) {
+        /* ssh takes the port from -p; any other rsh gets it only if it is ssh too. */
+        const char *first = argc ? argv[0] : "";
+        const char *base = strrchr(first, '/') ? strrchr(first, '/') + 1 : first;
+        if (remote && d->port && strcmp(base, "ssh") == 0) {
             argv[argc++] = "-p";
             snprintf(port_opt, sizeof(port_opt), "%s", d->port);
             argv[argc++] = port_opt;

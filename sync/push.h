@@ -1,0 +1,39 @@
+/*
+ * push.h — the sending side of a one-shot sync (`wsync push`, `verify`):
+ * index SRC, start the far side's `wsync serve`, learn what it has, send
+ * only what differs, and wait until it is durable there.
+ */
+#ifndef WSYNC_PUSH_H
+#define WSYNC_PUSH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "content_id.h"
+
+struct push_options {
+    const char *src;        /* local directory */
+    const char *dest;       /* see transport.h */
+    const char *rsh;        /* NULL: ssh */
+    const char *wsync_path; /* far side's binary; NULL: default */
+    bool dry_run;           /* say what would change; change nothing */
+    bool delete_extra;      /* delete what DEST has and SRC does not */
+    bool verify_only;       /* compare roots, send nothing */
+    bool progress;          /* a progress line on stderr */
+};
+
+struct push_result {
+    uint64_t files, dirs, symlinks, deleted; /* entries sent (or that would be) */
+    uint64_t chunks_sent, chunks_wanted;     /* DATA frames / chunks the far side lacked */
+    uint64_t bytes_out, bytes_in;            /* on the wire, both directions */
+    uint64_t data_bytes;                     /* chunk bytes before compression */
+    double seconds;
+    struct content_id src_root, dest_root;   /* dest_root: after the push */
+};
+
+/* Run it.  0 on success (for verify_only: also when the roots differ;
+ * compare them), or -errno with a sentence in err naming the cause. */
+int push_run(const struct push_options *opt, struct push_result *res, char *err,
+             size_t errsize);
+
+#endif
