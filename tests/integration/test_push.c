@@ -1,0 +1,362 @@
+/*
+ * test_push.c — `wsync push`, `verify` and `serve` between real processes:
+ * temp dirs through a local serve child, a network-namespace host through
+ * --rsh, and a real sshd on loopback.  Every scenario ends with verify
+ * equal, and the delta scenarios bound the bytes that crossed.
+ */
+#include "tests/lib/harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct wmount m; /* src/ is SRC, mnt/ is DEST (never mounted here) */
+static char ps[PATH_MAX], pd[PATH_MAX];
+#define SRC(rel) (wm_path(ps, sizeof(ps), m.src, rel), ps)
+#define DST(rel) (wm_path(pd, sizeof(pd), m.mnt, rel), pd)
+
+static void setup(void)
+{
+    wm_prepare(&m);
+}
+
+static void teardown(void)
+{
+    wm_teardown(&m);
+}
+
+static long long json_num(const char *s, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = s ? strstr(s, pat) : NULL;
+    return p ? atoll(p + strlen(pat)) : -1;
+}
+
+/* push --json with extra options; asserts the exit status; returns output. */
+static char *push(const char *opts, int want_status)
+{
+    int st;
+    char *out = wm_sh_out(&st, "'%s' push --json %s '%s' '%s' 2>&1", wm_bin(), opts, m.src,
+                          m.mnt);
+    ck_assert_msg(st == want_status, "push exit %d (want %d): %s", st, want_status, out);
+    return out;
+}
+
+static void assert_verified(void)
+{
+    int st;
+    char *out = wm_sh_out(&st, "'%s' verify '%s' '%s' 2>&1", wm_bin(), m.src, m.mnt);
+    ck_assert_msg(st == 0 && strstr(out, "identical"), "verify: %s", out);
+    free(out);
+    char why[512];
+    ck_assert_msg(wm_trees_equal(m.src, m.mnt, why, sizeof(why)), "trees differ: %s", why);
+}
+
+static void write_random(const char *path, size_t n, unsigned seed)
+{
+    char *b = malloc(n);
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 7;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (char)x;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, b, n), (ssize_t)n);
+    close(fd);
+    free(b);
+}
+
+START_TEST(initial_copy_then_no_change)
+{
+    ck_assert_int_eq(mkdir(SRC("empty"), 0755), 0);
+    ck_assert_int_eq(mkdir(SRC("priv"), 0750), 0);
+    wm_write(SRC("priv/secret"), "s");
+    ck_assert_int_eq(chmod(SRC("priv/secret"), 0600), 0);
+    wm_write(SRC("tool"), "#!/bin/sh\n");
+    ck_assert_int_eq(chmod(SRC("tool"), 04755), 0); /* setuid never travels */
+    ck_assert_int_eq(symlink("/etc/passwd", SRC("abs-link")), 0);
+    ck_assert_int_eq(symlink("priv/secret", SRC("rel-link")), 0);
+    write_random(SRC("big.bin"), 5 << 20, 1);
+    ck_assert_int_eq(mkfifo(SRC("fifo"), 0644), 0); /* not content: skipped */
+    char *out = push("", 0);
+    ck_assert_int_eq(json_num(out, "files"), 3);
+    ck_assert_msg(strstr(out, "\"equal\":true"), "%s", out);
+    free(out);
+    ck_assert_int_eq(unlink(SRC("fifo")), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(DST("tool"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0755);
+    ck_assert_int_eq(chmod(SRC("tool"), 0755), 0);
+    ck_assert_int_eq(stat(DST("priv"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0750);
+    char target[64] = {0};
+    ck_assert_int_eq(readlink(DST("abs-link"), target, sizeof(target)), 11);
+    ck_assert_str_eq(target, "/etc/passwd");
+    assert_verified();
+    /* No change: nothing but the handshake and manifest crosses. */
+    out = push("", 0);
+    ck_assert_int_eq(json_num(out, "chunks_sent"), 0);
+    ck_assert_int_eq(json_num(out, "files"), 0);
+    ck_assert_int_lt(json_num(out, "bytes_out"), 1024);
+    free(out);
+}
+END_TEST
+
+START_TEST(small_edits_send_one_chunk)
+{
+    write_random(SRC("big.bin"), 20 << 20, 2);
+    free(push("", 0));
+    /* 1-byte overwrite in the middle. */
+    int fd = open(SRC("big.bin"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "!", 1, 10 << 20), 1);
+    close(fd);
+    char *out = push("", 0);
+    ck_assert_int_le(json_num(out, "chunks_sent"), 2);
+    ck_assert_int_le(json_num(out, "bytes_out"), 600 * 1024);
+    free(out);
+    assert_verified();
+    /* 100 bytes inserted at the start shift everything: still a chunk or two. */
+    size_t len;
+    char *old = wm_read(SRC("big.bin"), &len);
+    fd = open(SRC("big.bin"), O_WRONLY | O_TRUNC);
+    char ins[100];
+    memset(ins, 'i', sizeof(ins));
+    ck_assert_int_eq(write(fd, ins, sizeof(ins)), 100);
+    ck_assert_int_eq(write(fd, old, len), (ssize_t)len);
+    close(fd);
+    free(old);
+    out = push("", 0);
+    ck_assert_int_le(json_num(out, "chunks_sent"), 2);
+    free(out);
+    assert_verified();
+}
+END_TEST
+
+START_TEST(rename_and_copy_send_no_data_and_extras_go)
+{
+    ck_assert_int_eq(mkdir(SRC("dir"), 0755), 0);
+    write_random(SRC("dir/a.bin"), 3 << 20, 3);
+    wm_write(SRC("gone.txt"), "bye");
+    free(push("", 0));
+    ck_assert_int_eq(wm_sh("mv '%s/dir' '%s/moved'", m.src, m.src), 0);
+    ck_assert_int_eq(wm_sh("cp '%s/moved/a.bin' '%s/copy.bin'", m.src, m.src), 0);
+    ck_assert_int_eq(unlink(SRC("gone.txt")), 0);
+    char *out = push("", 0);
+    ck_assert_int_eq(json_num(out, "chunks_sent"), 0);
+    ck_assert_int_ge(json_num(out, "deleted"), 2); /* dir and gone.txt */
+    ck_assert_int_lt(json_num(out, "bytes_out"), 16 * 1024);
+    free(out);
+    assert_verified();
+    /* --no-delete keeps extras; --dry-run changes nothing. */
+    wm_write(DST("extra"), "mine");
+    free(push("--no-delete", 0));
+    ck_assert_int_eq(access(DST("extra"), F_OK), 0);
+    wm_write(SRC("new"), "new");
+    out = push("--dry-run", 0);
+    ck_assert_int_eq(json_num(out, "files"), 1);
+    ck_assert_int_eq(json_num(out, "deleted"), 1);
+    free(out);
+    ck_assert_int_eq(access(DST("new"), F_OK), -1);
+    ck_assert_int_eq(access(DST("extra"), F_OK), 0);
+    free(push("", 0));
+    assert_verified();
+}
+END_TEST
+
+START_TEST(sparse_stays_sparse_and_local_paths_stay_home)
+{
+    int fd = open(SRC("sparse"), O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(pwrite(fd, "end", 3, 64 << 20), 3);
+    close(fd);
+    /* The far side's own build/ (local by default) is never touched. */
+    ck_assert_int_eq(mkdir(SRC("build"), 0755), 0);
+    wm_write(SRC("build/laptop.o"), "x86");
+    ck_assert_int_eq(mkdir(m.mnt, 0755) == 0 || errno == EEXIST, 1);
+    ck_assert_int_eq(mkdir(DST("build"), 0755), 0);
+    wm_write(DST("build/robot.o"), "arm");
+    char *out = push("", 0);
+    free(out);
+    struct stat st;
+    ck_assert_int_eq(stat(DST("sparse"), &st), 0);
+    ck_assert_int_eq(st.st_size, (64 << 20) + 3);
+    ck_assert_int_lt(st.st_blocks * 512, 1 << 20);
+    char *arm = wm_read(DST("build/robot.o"), NULL);
+    ck_assert_str_eq(arm, "arm");
+    free(arm);
+    ck_assert_int_eq(access(DST("build/laptop.o"), F_OK), -1);
+    int vst;
+    char *v = wm_sh_out(&vst, "'%s' verify '%s' '%s'", wm_bin(), m.src, m.mnt);
+    ck_assert_msg(vst == 0, "verify: %s", v);
+    free(v);
+}
+END_TEST
+
+START_TEST(symlink_in_dest_cannot_redirect_writes)
+{
+    char outside[PATH_MAX + 16];
+    snprintf(outside, sizeof(outside), "%s/outside", m.root);
+    ck_assert_int_eq(mkdir(outside, 0755), 0);
+    ck_assert_int_eq(symlink(outside, DST("sub")), 0);
+    ck_assert_int_eq(mkdir(SRC("sub"), 0755), 0);
+    wm_write(SRC("sub/file"), "payload");
+    free(push("", 0));
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof(p), "%s/file", outside);
+    ck_assert_int_eq(access(p, F_OK), -1); /* nothing written through the link */
+    struct stat st;
+    ck_assert_int_eq(lstat(DST("sub"), &st), 0);
+    ck_assert(S_ISDIR(st.st_mode)); /* the link was replaced by the directory */
+    assert_verified();
+}
+END_TEST
+
+START_TEST(bad_destinations_are_named)
+{
+    int st;
+    char *out = wm_sh_out(&st, "'%s' push '%s' relative/dir 2>&1", wm_bin(), m.src);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "absolute path"), "%s", out);
+    free(out);
+    out = wm_sh_out(&st, "'%s' push --rsh false '%s' host:/x 2>&1", wm_bin(), m.src);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "host:/x"), "%s", out);
+    free(out);
+    out = wm_sh_out(&st, "'%s' push '%s/missing' /tmp/x 2>&1", wm_bin(), m.root);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "missing"), "%s", out);
+    free(out);
+    wm_write(SRC("f"), "x");
+    char file_dest[PATH_MAX + 16];
+    snprintf(file_dest, sizeof(file_dest), "%s/afile", m.root);
+    wm_write(file_dest, "not a dir");
+    out = wm_sh_out(&st, "'%s' push '%s' '%s' 2>&1", wm_bin(), m.src, file_dest);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "afile"), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* A second host: network namespace hostB, reached with --rsh. */
+START_TEST(push_into_a_network_namespace)
+{
+    char ns[64];
+    snprintf(ns, sizeof(ns), "wsync-t%d", (int)getpid());
+    ck_assert_int_eq(wm_sh("ip netns add %s", ns), 0);
+    write_random(SRC("data.bin"), 1 << 20, 4);
+    wm_write(SRC("hello"), "from A");
+    int st;
+    char *out = wm_sh_out(&st, "'%s' push --json --rsh 'ip netns exec %s' '%s' '%s' 2>&1",
+                          wm_bin(), ns, m.src, m.mnt);
+    wm_sh("ip netns del %s", ns);
+    ck_assert_msg(st == 0 && strstr(out, "\"equal\":true"), "push via netns: %s", out);
+    free(out);
+    assert_verified();
+}
+END_TEST
+
+/* The ssh path: a real sshd on loopback with a generated key. */
+START_TEST(push_over_real_ssh)
+{
+    if (access("/usr/sbin/sshd", X_OK) != 0) {
+        ck_abort_msg("sshd is not installed (openssh-server); .ci/run installs it");
+    }
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/ssh", m.root);
+    int port = 20000 + getpid() % 20000;
+    ck_assert_int_eq(
+        wm_sh("set -e; mkdir -p '%s'; cd '%s'; ssh-keygen -q -t ed25519 -N '' -f host_key;"
+              "ssh-keygen -q -t ed25519 -N '' -f user_key; cp user_key.pub authorized_keys;"
+              "chmod 600 authorized_keys; mkdir -p /run/sshd;"
+              "printf 'ListenAddress 127.0.0.1\\nPort %d\\nHostKey %s/host_key\\n"
+              "AuthorizedKeysFile %s/authorized_keys\\nPermitRootLogin prohibit-password\\n"
+              "StrictModes no\\nPidFile %s/sshd.pid\\nUsePAM no\\n' > sshd_config",
+              dir, dir, port, dir, dir, dir),
+        0);
+    ck_assert_int_eq(wm_sh("/usr/sbin/sshd -f '%s/sshd_config' -E '%s/sshd.log'", dir, dir), 0);
+    write_random(SRC("over-ssh.bin"), 2 << 20, 5);
+    int st = 1;
+    char *out = NULL;
+    for (int i = 0; i < 50 && st != 0; i++) { /* sshd needs a moment to listen */
+        free(out);
+        out = wm_sh_out(&st,
+                        "'%s' push --json --wsync-path '%s' --rsh 'ssh -i %s/user_key -o "
+                        "StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o "
+                        "LogLevel=ERROR -o BatchMode=yes' '%s' ssh://root@127.0.0.1:%d%s 2>&1",
+                        wm_bin(), wm_bin(), dir, m.src, port, m.mnt);
+        if (st != 0 && strstr(out, "Connection refused"))
+            usleep(100 * 1000);
+        else
+            break;
+    }
+    wm_sh("kill $(cat '%s/sshd.pid') 2>/dev/null", dir);
+    ck_assert_msg(st == 0 && strstr(out, "\"equal\":true"), "push over ssh: %s", out);
+    free(out);
+    assert_verified();
+}
+END_TEST
+
+START_TEST(killed_receiver_leaves_no_torn_file)
+{
+    for (int i = 0; i < 40; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "f%02d.bin", i);
+        write_random(SRC(rel), 1 << 20, 100 + (unsigned)i);
+    }
+    int status;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        execl(wm_bin(), "wsync", "push", "--quiet", m.src, m.mnt, (char *)NULL);
+        _exit(127);
+    }
+    usleep(150 * 1000);
+    wm_sh("pkill -KILL -f 'serve --stdio %s$'", m.mnt);
+    waitpid(pid, &status, 0);
+    /* Whatever made it is whole: every file in DEST equals its source. */
+    for (int i = 0; i < 40; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "f%02d.bin", i);
+        size_t a, b;
+        char *x = wm_read(DST(rel), &a);
+        if (!x)
+            continue;
+        char *y = wm_read(SRC(rel), &b);
+        ck_assert_msg(a == b && memcmp(x, y, a) == 0, "%s is torn", rel);
+        free(x);
+        free(y);
+    }
+    free(push("", 0)); /* the rerun converges */
+    assert_verified();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("push");
+    TCase *tc = tcase_create("push");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, initial_copy_then_no_change);
+    tcase_add_test(tc, small_edits_send_one_chunk);
+    tcase_add_test(tc, rename_and_copy_send_no_data_and_extras_go);
+    tcase_add_test(tc, sparse_stays_sparse_and_local_paths_stay_home);
+    tcase_add_test(tc, symlink_in_dest_cannot_redirect_writes);
+    tcase_add_test(tc, bad_destinations_are_named);
+    tcase_add_test(tc, push_into_a_network_namespace);
+    tcase_add_test(tc, push_over_real_ssh);
+    tcase_add_test(tc, killed_receiver_leaves_no_torn_file);
+    suite_add_tcase(s, tc);
+    return wm_run_suite(s);
+}
