@@ -1,0 +1,223 @@
+/*
+ * message.h — the typed messages of the wsync protocol and their codec:
+ * encode a struct msg into complete frames, decode one frame's payload back
+ * into a struct msg.  No I/O here: wire.h moves frames over an fd.
+ * docs/protocol.md is the specification; this is its only implementation.
+ *
+ * Invariant: the decoder accepts exactly what the encoder can produce —
+ * every field within its limit, every path passing wire_path_check(), every
+ * mode without setuid/setgid/sticky bits, every chunk list consistent with
+ * its file size, every DATA and inline file matching its id and length,
+ * every payload consumed to its last byte — and refuses anything else with
+ * -errno and a sentence naming the message and the field.  A decoded message
+ * can be handed to the receiver's apply code as it is.
+ *
+ * Integers are little-endian on the wire; here they are host integers.
+ * File types are S_IFREG, S_IFDIR, S_IFLNK here (1, 2, 3 on the wire).
+ */
+#ifndef WSYNC_MESSAGE_H
+#define WSYNC_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunker.h"
+#include "content_id.h"
+#include "wire.h"
+
+/* Frame type bytes.  MSG_CHUNKS only continues an UPDATE's chunk list: the
+ * codec writes and consumes it, callers never see it. */
+enum msg_type {
+    MSG_HELLO = 1,
+    MSG_MANIFEST = 2,
+    MSG_MANIFEST_END = 3,
+    MSG_UPDATE = 4,
+    MSG_CHUNKS = 5,
+    MSG_WANT = 6,
+    MSG_DATA = 7,
+    MSG_DELETE = 8,
+    MSG_RENAME = 9,
+    MSG_LINK = 10,
+    MSG_COMMIT = 11,
+    MSG_ACK = 12,
+    MSG_ERROR = 13,
+    MSG_BYE = 14,
+};
+
+#define MSG_ROLE_SENDER   1
+#define MSG_ROLE_RECEIVER 2
+
+#define MSG_HELLO_DELETE  0x1u /* delete what the sender does not have */
+#define MSG_HELLO_DRY_RUN 0x2u /* check and count; the receiver writes nothing */
+#define MSG_HELLO_VERIFY  0x4u /* only compare roots: manifest end, then BYE */
+#define MSG_HELLO_FLAGS   0x7u /* every flag this version knows */
+
+#define MSG_MANIFEST_ELIDED  0x1u /* entries left out: digest equals HELLO's */
+#define MSG_COMMIT_WANT_ROOT 0x1u /* ACK carries the tree root after the commit */
+#define MSG_ERROR_FATAL      0x1u /* the session ends; else one path failed */
+
+/* Byte encodings of DATA and inline UPDATE bodies. */
+#define MSG_ENC_RAW 1
+#define MSG_ENC_LZ4 2
+
+struct msg_hello {
+    uint16_t version;         /* decoded only: the encoder writes WIRE_PROTOCOL_VERSION */
+    const char *tool_version; /* encoder: NULL means this build's WSYNC_VERSION */
+    uint8_t role;             /* MSG_ROLE_* */
+    uint32_t flags;           /* MSG_HELLO_*; unknown bits are refused */
+    /* Sender: the manifest digest it would be content with (see
+     * msg_manifest_digest_add); zero for none.  Receiver: zero. */
+    struct content_id skip_digest;
+};
+
+/* One path the receiver has.  id: file id (S_IFREG); target: S_IFLNK. */
+struct msg_entry {
+    const char *path;
+    uint32_t type;
+    uint32_t mode; /* <= 07777 */
+    int64_t mtime_ns;
+    uint64_t size; /* S_IFREG only */
+    struct content_id id;
+    const char *target;
+};
+
+/* A batch of entries in strictly increasing strcmp() order of path.  The
+ * encoder splits a long batch into frames; each decodes as its own batch. */
+struct msg_manifest {
+    const struct msg_entry *entries;
+    size_t n;
+};
+
+struct msg_manifest_end {
+    uint32_t flags;           /* MSG_MANIFEST_* */
+    uint64_t count;           /* entries sent in all MANIFEST batches */
+    struct content_id root;   /* tree root (tree_root.h) */
+    struct content_id digest; /* msg_manifest_digest of all entries */
+};
+
+/* A path's new state.  S_IFREG: size, then either inline data (size <=
+ * WIRE_INLINE_MAX) or the chunk list (offsets are filled by the decoder;
+ * the encoder ignores them); file_id is computed by the decoder from the
+ * content, never sent.  S_IFDIR: nothing more.  S_IFLNK: target. */
+struct msg_update {
+    const char *path;
+    uint32_t type;
+    uint32_t mode; /* permission bits only (<= 0777) */
+    int64_t mtime_ns;
+    uint64_t size;
+    bool inline_data;
+    const uint8_t *data; /* inline: size bytes */
+    const struct chunk *chunks;
+    size_t nchunks;
+    struct content_id file_id;
+    const char *target;
+    uint32_t pending_, chunks_cap_; /* codec-private: chunks still due, room for */
+};
+
+/* Chunk ids the receiver lacks.  The encoder splits a long list into
+ * several WANT frames and writes nothing for n == 0. */
+struct msg_want {
+    const struct content_id *ids;
+    size_t n;
+};
+
+/* One chunk.  The encoder checks bytes against id and picks lz4 when it
+ * shrinks them; the decoder checks the decompressed bytes against id. */
+struct msg_data {
+    struct content_id id;
+    const uint8_t *bytes;
+    uint32_t len;      /* 1..CHUNKER_MAX_SIZE */
+    uint8_t encoding;  /* decoded only: MSG_ENC_* as sent */
+    uint32_t wire_len; /* decoded only: bytes on the wire */
+};
+
+struct msg_path {
+    const char *path;
+};
+struct msg_rename {
+    const char *from, *to;
+};
+/* Make path a hard link to existing (a regular file at commit time). */
+struct msg_link {
+    const char *path, *existing;
+};
+struct msg_commit {
+    uint64_t seq;
+    uint32_t flags; /* MSG_COMMIT_* */
+};
+struct msg_ack {
+    uint64_t seq;           /* durable through this COMMIT */
+    struct content_id root; /* when the COMMIT asked for it, else zero */
+};
+struct msg_error {
+    uint32_t code;       /* positive Linux errno value */
+    uint32_t flags;      /* MSG_ERROR_* */
+    const char *path;    /* "" when about no path; echoed as received, unchecked */
+    const char *message; /* non-empty */
+};
+
+struct msg_arena;
+
+struct msg {
+    enum msg_type type;
+    union {
+        struct msg_hello hello;
+        struct msg_manifest manifest;
+        struct msg_manifest_end manifest_end;
+        struct msg_update update;
+        struct msg_want want;
+        struct msg_data data;
+        struct msg_path del;
+        struct msg_rename rename;
+        struct msg_link link;
+        struct msg_commit commit;
+        struct msg_ack ack;
+        struct msg_error error;
+    };
+    struct msg_arena *arena; /* what a decoded message owns */
+};
+
+/* A growable output buffer of whole frames. */
+struct msg_buf {
+    uint8_t *buf;
+    size_t len, cap;
+};
+void msg_buf_release(struct msg_buf *b);
+
+/* Append m to out as one or more complete frames.  Returns the number of
+ * frames (0 for an empty WANT or MANIFEST), or -errno with err filled and
+ * out unchanged: the same checks as the decoder (-EINVAL, -ENAMETOOLONG,
+ * -EMSGSIZE, -EPERM), -ESTALE for DATA bytes that do not hash to their id,
+ * -ENOMEM. */
+int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsize);
+
+/* Append one DATA frame for the chunk bytes[0..len): lz4 when that is
+ * smaller, else raw.  Returns 1, or -errno as msg_encode. */
+int msg_data_encode(const struct content_id *id, const void *bytes, size_t len, struct msg_buf *out,
+                    char *err, size_t errsize);
+
+/* Decode one frame (type byte and payload) into *m, which owns what it
+ * points to until msg_release.  0: done.  1: an UPDATE whose chunk list
+ * continues; feed the following frames to msg_decode_more (wire_recv does).
+ * -errno with err filled and *m empty, as listed at wire_recv. */
+int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, char *err,
+               size_t errsize);
+int msg_decode_more(struct msg *m, uint8_t type, const uint8_t *payload, size_t len, char *err,
+                    size_t errsize);
+
+/* Free what a decoded message owns and zero it (a no-op on an encoder's
+ * message, which owns nothing). */
+void msg_release(struct msg *m);
+
+/* "HELLO", "UPDATE", ...; "type 0x2a" for an unknown byte (static buffer). */
+const char *msg_type_name(unsigned type);
+
+/* The manifest digest: XXH3-128 over every entry's canonical encoding
+ * (full path, type, mode, mtime_ns, then size and id, or target), in
+ * manifest order.  Start with content_hasher_init, add each entry, finish
+ * with content_hasher_final.  Two sides whose digests are equal have the
+ * same manifest, mtimes included. */
+void msg_manifest_digest_add(struct content_hasher *h, const struct msg_entry *e);
+
+#endif
