@@ -306,26 +306,11 @@ START_TEST(push_over_real_ssh)
 }
 END_TEST
 
-START_TEST(killed_receiver_leaves_no_torn_file)
+/* Every file DEST shows equals its source: old or new, never torn.  (All
+ * files here are written once, so "old" means absent.) */
+static void assert_no_torn_file(int nfiles)
 {
-    for (int i = 0; i < 40; i++) {
-        char rel[32];
-        snprintf(rel, sizeof(rel), "f%02d.bin", i);
-        write_random(SRC(rel), 1 << 20, 100 + (unsigned)i);
-    }
-    int status;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 2);
-        execl(wm_bin(), "wsync", "push", "--quiet", m.src, m.mnt, (char *)NULL);
-        _exit(127);
-    }
-    usleep(150 * 1000);
-    wm_sh("pkill -KILL -f 'serve --stdio %s$'", m.mnt);
-    waitpid(pid, &status, 0);
-    /* Whatever made it is whole: every file in DEST equals its source. */
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < nfiles; i++) {
         char rel[32];
         snprintf(rel, sizeof(rel), "f%02d.bin", i);
         size_t a, b;
@@ -336,6 +321,39 @@ START_TEST(killed_receiver_leaves_no_torn_file)
         ck_assert_msg(a == b && memcmp(x, y, a) == 0, "%s is torn", rel);
         free(x);
         free(y);
+    }
+}
+
+START_TEST(kill_9_of_either_side_leaves_no_torn_file)
+{
+    const int nfiles = 40;
+    for (int i = 0; i < nfiles; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "f%02d.bin", i);
+        write_random(SRC(rel), 1 << 20, 100 + (unsigned)i);
+    }
+    /* Kill the receiver, then the sender, at several points of a push. */
+    const int delays_ms[] = {20, 80, 200};
+    for (int victim = 0; victim < 2; victim++) {
+        for (size_t d = 0; d < sizeof(delays_ms) / sizeof(delays_ms[0]); d++) {
+            wm_sh("rm -rf '%s'", m.mnt);
+            pid_t pid = fork();
+            if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+                dup2(null, 2);
+                execl(wm_bin(), "wsync", "push", "--quiet", m.src, m.mnt, (char *)NULL);
+                _exit(127);
+            }
+            usleep(delays_ms[d] * 1000);
+            if (victim == 0)
+                wm_sh("pkill -KILL -f 'serve --stdio %s$'", m.mnt);
+            else
+                kill(pid, SIGKILL);
+            int status;
+            waitpid(pid, &status, 0);
+            wm_sh("pkill -KILL -f 'serve --stdio %s$'", m.mnt); /* an orphaned receiver */
+            assert_no_torn_file(nfiles);
+        }
     }
     free(push("", 0)); /* the rerun converges */
     assert_verified();
@@ -356,7 +374,7 @@ int main(void)
     tcase_add_test(tc, bad_destinations_are_named);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
-    tcase_add_test(tc, killed_receiver_leaves_no_torn_file);
+    tcase_add_test(tc, kill_9_of_either_side_leaves_no_torn_file);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
