@@ -97,7 +97,7 @@ static void remote_free(struct remote_map *m)
 
 /* ---- the session ---- */
 
-struct push {
+struct sender {
     const struct push_options *opt;
     struct push_result *res;
     char *src;
@@ -117,16 +117,19 @@ struct push {
     bool acked, failed;
     struct msg_ack ack;
     char reader_err[1024];
+    uint64_t seq;       /* last COMMIT sent */
+    struct dest dest;
+    struct transport t;
 };
 
-static double elapsed(const struct push *p)
+static double elapsed(const struct sender *p)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - p->t0.tv_sec) + (double)(t.tv_nsec - p->t0.tv_nsec) / 1e9;
 }
 
-static void progress(struct push *p, const char *phase, bool done)
+static void progress(struct sender *p, const char *phase, bool done)
 {
     if (!p->opt->progress)
         return;
@@ -140,13 +143,13 @@ static void progress(struct push *p, const char *phase, bool done)
             t > 0 ? (double)ws.bytes_out / (1 << 20) / t : 0.0, t, done ? "\n" : "");
 }
 
-static int send_msg(struct push *p, const struct msg *m)
+static int send_msg(struct sender *p, const struct msg *m)
 {
     return wire_send(p->w, m, p->err, p->errsize);
 }
 
 /* When a send fails, the far side usually said why before hanging up. */
-static int explain_failure(struct push *p, int r)
+static int explain_failure(struct sender *p, int r)
 {
     struct msg m;
     char ignored[256];
@@ -158,7 +161,7 @@ static int explain_failure(struct push *p, int r)
     return r;
 }
 
-static int read_manifest(struct push *p)
+static int read_manifest(struct sender *p)
 {
     for (;;) {
         struct msg m;
@@ -186,7 +189,7 @@ static int read_manifest(struct push *p)
 }
 
 /* Read a regular file of at most WIRE_INLINE_MAX bytes whole. */
-static int read_small(struct push *p, const char *path, uint8_t *buf, size_t size)
+static int read_small(struct sender *p, const char *path, uint8_t *buf, size_t size)
 {
     int fd = openat(p->src_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
@@ -198,7 +201,7 @@ static int read_small(struct push *p, const char *path, uint8_t *buf, size_t siz
 }
 
 struct plan {
-    struct push *p;
+    struct sender *p;
     int r;
 };
 
@@ -206,7 +209,7 @@ struct plan {
 static int plan_row(const struct index_file *f, void *arg)
 {
     struct plan *pl = arg;
-    struct push *p = pl->p;
+    struct sender *p = pl->p;
     struct remote *rm = remote_get(&p->remote, f->path);
     if (rm)
         rm->seen = true;
@@ -255,7 +258,7 @@ static int plan_row(const struct index_file *f, void *arg)
 }
 
 /* Extra paths on the far side, topmost only (a DELETE takes the subtree). */
-static int send_deletes(struct push *p)
+static int send_deletes(struct sender *p)
 {
     const char *last = NULL;
     size_t last_len = 0;
@@ -281,7 +284,7 @@ static int send_deletes(struct push *p)
 
 static void *reader_main(void *arg)
 {
-    struct push *p = arg;
+    struct sender *p = arg;
     for (;;) {
         struct msg m;
         int r = wire_recv(p->w, &m, p->reader_err, sizeof(p->reader_err));
@@ -330,7 +333,7 @@ static void *reader_main(void *arg)
 }
 
 /* Send one wanted chunk, read from wherever SRC holds it. */
-static int send_chunk(struct push *p, const struct content_id *id, uint8_t *buf)
+static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *buf)
 {
     char *path = NULL;
     uint64_t off;
@@ -364,7 +367,7 @@ static int send_chunk(struct push *p, const struct content_id *id, uint8_t *buf)
 }
 
 /* After COMMIT: answer WANTs with DATA until the far side ACKs. */
-static int serve_wants(struct push *p)
+static int serve_wants(struct sender *p)
 {
     pthread_t reader;
     int r = pthread_create(&reader, NULL, reader_main, p);
@@ -407,7 +410,7 @@ static int serve_wants(struct push *p)
     return r;
 }
 
-static int open_source(struct push *p)
+static int open_source(struct sender *p)
 {
     p->src = realpath(p->opt->src, NULL);
     struct stat st;
@@ -436,7 +439,7 @@ static int open_source(struct push *p)
     return r;
 }
 
-static int session(struct push *p)
+static int handshake(struct sender *p)
 {
     uint32_t flags = (p->opt->delete_extra ? MSG_HELLO_DELETE : 0) |
                      (p->opt->dry_run ? MSG_HELLO_DRY_RUN : 0) |
@@ -456,78 +459,147 @@ static int session(struct push *p)
         }
         msg_release(&theirs);
     }
-    if (!r)
-        r = read_manifest(p);
-    if (r || p->opt->verify_only)
-        return r;
+    return r ? r : read_manifest(p);
+}
 
-    struct plan pl = {.p = p};
-    r = index_foreach(p->ix, "", plan_row, &pl);
-    if (!r && p->opt->delete_extra)
-        r = send_deletes(p);
-    if (r || p->opt->dry_run)
-        return r ? explain_failure(p, r) : 0;
-    struct msg commit = {.type = MSG_COMMIT, .commit = {.seq = 1, .flags = MSG_COMMIT_WANT_ROOT}};
-    r = send_msg(p, &commit);
+/* COMMIT what was sent since the last one and wait until it is durable. */
+static int commit_batch(struct sender *p)
+{
+    struct msg commit = {.type = MSG_COMMIT,
+                         .commit = {.seq = ++p->seq, .flags = MSG_COMMIT_WANT_ROOT}};
+    int r = send_msg(p, &commit);
     if (!r)
         r = wire_flush(p->w, p->err, p->errsize);
     if (r)
         return explain_failure(p, r);
+    p->nwanted = p->wanted_done = 0;
+    p->acked = p->failed = false;
     r = serve_wants(p);
     if (!r)
         p->res->dest_root = p->ack.root;
     return r;
 }
 
+int sender_sync_all(struct sender *p)
+{
+    struct plan pl = {.p = p};
+    int r = index_foreach(p->ix, "", plan_row, &pl);
+    if (!r && p->opt->delete_extra)
+        r = send_deletes(p);
+    if (r || p->opt->dry_run)
+        return r ? explain_failure(p, r) : 0;
+    return commit_batch(p);
+}
+
+/* Send the current state of one path: its row and everything below it, or
+ * DELETE when the index no longer has it. */
+static int send_path(struct sender *p, const char *path, bool *deleted)
+{
+    struct index_file f;
+    *deleted = index_get(p->ix, path, &f) != 0;
+    if (*deleted)
+        return 0;
+    index_file_release(&f);
+    struct plan pl = {.p = p};
+    return index_foreach(p->ix, path, plan_row, &pl);
+}
+
+int sender_sync_paths(struct sender *p, char *const *paths, size_t n)
+{
+    /* The far side's manifest is stale after the first batch: every listed
+     * path is sent as it is now; chunks it already has are not. */
+    remote_free(&p->remote);
+    memset(&p->remote, 0, sizeof(p->remote));
+    bool *gone = calloc(n ? n : 1, sizeof(*gone));
+    if (!gone)
+        return -ENOMEM;
+    int r = 0;
+    for (size_t i = 0; !r && i < n; i++)
+        r = send_path(p, paths[i], &gone[i]);
+    /* Deletes after updates: a moved file's chunks are still there to copy. */
+    for (size_t i = 0; !r && i < n; i++) {
+        if (!gone[i])
+            continue;
+        struct msg m = {.type = MSG_DELETE, .del = {.path = paths[i]}};
+        p->res->deleted++;
+        r = send_msg(p, &m);
+    }
+    free(gone);
+    return r ? explain_failure(p, r) : commit_batch(p);
+}
+
+int sender_open(const struct push_options *opt, struct push_result *res, struct sender **out,
+                char *err, size_t errsize)
+{
+    memset(res, 0, sizeof(*res));
+    err[0] = '\0';
+    struct sender *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    *p = (struct sender){.opt = opt, .res = res, .err = err, .errsize = errsize, .src_fd = -1,
+                         .t = {.to_fd = -1, .from_fd = -1}};
+    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    *out = p;
+    int r = dest_parse(opt->dest, &p->dest, err, errsize);
+    if (!r)
+        r = open_source(p);
+    if (!r)
+        r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL, &p->t, err, errsize);
+    if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
+        r = -ENOMEM;
+    if (!r)
+        r = handshake(p);
+    if (r && !err[0])
+        snprintf(err, errsize, "%s", strerror(-r));
+    return r;
+}
+
+int sender_close(struct sender *p, int r)
+{
+    if (!p)
+        return r;
+    if (p->w) {
+        struct msg bye = {.type = MSG_BYE};
+        char ignored[128];
+        if (!r && wire_send(p->w, &bye, ignored, sizeof(ignored)) == 0)
+            wire_flush(p->w, ignored, sizeof(ignored));
+        struct wire_stats ws;
+        wire_get_stats(p->w, &ws);
+        p->res->bytes_out = ws.bytes_out;
+        p->res->bytes_in = ws.bytes_in;
+    }
+    int status = p->t.pid ? transport_finish(&p->t, r ? 2000 : 30000) : 0;
+    if (!r && status != 0) {
+        snprintf(p->err, p->errsize, "the far side exited with status %d", status);
+        r = -EPROTO;
+    }
+    if (r && !p->err[0])
+        snprintf(p->err, p->errsize, "%s", strerror(-r));
+    p->res->seconds = elapsed(p);
+    progress(p, r ? "failed" : "done", true);
+    wire_free(p->w);
+    indexer_free(p->in);
+    index_close(p->ix);
+    remote_free(&p->remote);
+    if (p->src_fd >= 0)
+        close(p->src_fd);
+    free(p->src);
+    free(p->wanted);
+    dest_release(&p->dest);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    free(p);
+    return r;
+}
+
 int push_run(const struct push_options *opt, struct push_result *res, char *err,
              size_t errsize)
 {
-    memset(res, 0, sizeof(*res));
-    struct push p = {.opt = opt, .res = res, .err = err, .errsize = errsize, .src_fd = -1};
-    err[0] = '\0';
-    clock_gettime(CLOCK_MONOTONIC, &p.t0);
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.cond, NULL);
-    struct dest d = {0};
-    struct transport t = {.pid = 0, .to_fd = -1, .from_fd = -1};
-    int r = dest_parse(opt->dest, &d, err, errsize);
-    if (!r)
-        r = open_source(&p);
-    if (!r)
-        r = transport_start(&d, opt->rsh, opt->wsync_path, NULL, &t, err, errsize);
-    if (!r && !(p.w = wire_new(t.from_fd, t.to_fd)))
-        r = -ENOMEM;
-    if (!r)
-        r = session(&p);
-    if (p.w) {
-        struct msg bye = {.type = MSG_BYE};
-        char ignored[128];
-        if (!r && wire_send(p.w, &bye, ignored, sizeof(ignored)) == 0)
-            wire_flush(p.w, ignored, sizeof(ignored));
-        struct wire_stats ws;
-        wire_get_stats(p.w, &ws);
-        res->bytes_out = ws.bytes_out;
-        res->bytes_in = ws.bytes_in;
-    }
-    int status = t.pid ? transport_finish(&t, r ? 2000 : 30000) : 0;
-    if (!r && status != 0) {
-        snprintf(err, errsize, "the far side exited with status %d", status);
-        r = -EPROTO;
-    }
-    if (r && !err[0])
-        snprintf(err, errsize, "%s", strerror(-r));
-    res->seconds = elapsed(&p);
-    progress(&p, r ? "failed" : "done", true);
-    wire_free(p.w);
-    indexer_free(p.in);
-    index_close(p.ix);
-    remote_free(&p.remote);
-    if (p.src_fd >= 0)
-        close(p.src_fd);
-    free(p.src);
-    free(p.wanted);
-    dest_release(&d);
-    pthread_mutex_destroy(&p.lock);
-    pthread_cond_destroy(&p.cond);
-    return r;
+    struct sender *p = NULL;
+    int r = sender_open(opt, res, &p, err, errsize);
+    if (!r && !opt->verify_only)
+        r = sender_sync_all(p);
+    return sender_close(p, r);
 }

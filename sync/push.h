@@ -36,4 +36,18 @@ struct push_result {
 int push_run(const struct push_options *opt, struct push_result *res, char *err,
              size_t errsize);
 
+/* The same in steps, for a session that lives on (mirroring): open indexes
+ * SRC, starts the far side and reads its manifest; sync_all sends the whole
+ * difference; sync_paths sends the current state of the given paths (a
+ * directory with everything below it; a path no longer in SRC's index is
+ * deleted) as one more batch; each returns once the far side ACKed it.
+ * close ends the session (BYE when r is 0), frees, and returns r or the
+ * transport's failure.  err and res must outlive the sender. */
+struct sender;
+int sender_open(const struct push_options *opt, struct push_result *res, struct sender **out,
+                char *err, size_t errsize);
+int sender_sync_all(struct sender *s);
+int sender_sync_paths(struct sender *s, char *const *paths, size_t n);
+int sender_close(struct sender *s, int r);
+
 #endif
