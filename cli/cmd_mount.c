@@ -34,11 +34,17 @@ static const char help[] =
     "                      a stale size until they are closed\n"
     "      --timeout SECS  kernel entry/attribute cache timeout (default 86400,\n"
     "                      kept exact by watching SRC)\n"
+    "      --mirror DEST   keep DEST (/abs/path, host:/path or ssh://...) equal to\n"
+    "                      SRC while mounted; repeatable.  Changes reach it within\n"
+    "                      milliseconds; an unreachable DEST is retried and caught up\n"
+    "  -e, --rsh CMD       reach mirrors through CMD instead of ssh (as push)\n"
+    "      --wsync-path P  the mirrors' wsync binary (as push)\n"
     "  -d, --debug         trace every FUSE request on stderr (implies -f)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Examples:\n"
     "  wsync mount . /srv\n"
+    "  wsync mount --mirror robot1:/home/dev/proj . /srv\n"
     "  docker run -it --rm -v /srv:/srv IMAGE\n"
     "  wsync unmount /srv\n";
 
@@ -128,7 +134,7 @@ static int check_fuse_device(void)
 }
 
 /* Fork the daemon and wait for its one-line report: empty means ready. */
-static int run_background(const struct wfs_options *opt)
+static int run_background(const struct daemon_options *dopt)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -145,7 +151,7 @@ static int run_background(const struct wfs_options *opt)
             dup2(null, STDIN_FILENO);
         if (chdir("/") != 0) { /* do not pin the caller's cwd */
         }
-        _exit(mount_daemon_run(opt, pipefd[1]));
+        _exit(mount_daemon_run(dopt, pipefd[1]));
     }
     close(pipefd[1]);
     char line[1024];
@@ -161,7 +167,7 @@ static int run_background(const struct wfs_options *opt)
     if (len == 0)
         return cli_error("the mount daemon for %s exited before the mount was ready "
                          "(see %s/.wsync/daemon.log)",
-                         opt->src, opt->src);
+                         dopt->fs.src, dopt->fs.src);
     if (line[0] == '\n')
         return 0;
     line[strcspn(line, "\n")] = '\0';
@@ -178,28 +184,38 @@ int cmd_mount(int argc, char **argv)
         {"writeback", no_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 't'},
         {"debug", no_argument, NULL, 'd'},
+        {"mirror", required_argument, NULL, 'm'},
+        {"rsh", required_argument, NULL, 'e'},
+        {"wsync-path", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct wfs_options opt = {.allow_other = geteuid() == 0, .cache_timeout = -1};
+    struct daemon_options dopt = {.fs = {.allow_other = geteuid() == 0, .cache_timeout = -1}};
     bool foreground = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "fdh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "fdhe:", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': foreground = true; break;
-        case 'a': opt.allow_other = true; break;
-        case 'A': opt.allow_other = false; break;
-        case 'k': opt.keep_owner = true; break;
-        case 'w': opt.writeback = true; break;
-        case 'd': opt.debug = foreground = true; break;
+        case 'a': dopt.fs.allow_other = true; break;
+        case 'A': dopt.fs.allow_other = false; break;
+        case 'k': dopt.fs.keep_owner = true; break;
+        case 'w': dopt.fs.writeback = true; break;
+        case 'd': dopt.fs.debug = foreground = true; break;
         case 't': {
             char *end;
-            opt.cache_timeout = strtod(optarg, &end);
-            if (*end || opt.cache_timeout < 0)
+            dopt.fs.cache_timeout = strtod(optarg, &end);
+            if (*end || dopt.fs.cache_timeout < 0)
                 return cli_usage_error("mount", "--timeout wants seconds >= 0, not '%s'", optarg);
             break;
         }
+        case 'm':
+            if (dopt.nmirrors == MOUNT_MAX_MIRRORS)
+                return cli_usage_error("mount", "at most %d --mirror", MOUNT_MAX_MIRRORS);
+            dopt.mirrors[dopt.nmirrors++] = optarg;
+            break;
+        case 'e': dopt.rsh = optarg; break;
+        case 'W': dopt.wsync_path = optarg; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_usage_error("mount", "unknown option");
         }
@@ -217,9 +233,9 @@ int cmd_mount(int argc, char **argv)
     if (!r)
         r = check_fuse_device();
     if (!r) {
-        opt.src = src;
-        opt.mountpoint = mnt;
-        r = foreground ? mount_daemon_run(&opt, -1) : run_background(&opt);
+        dopt.fs.src = src;
+        dopt.fs.mountpoint = mnt;
+        r = foreground ? mount_daemon_run(&dopt, -1) : run_background(&dopt);
     }
     free(src);
     free(mnt);

@@ -9,6 +9,7 @@
 #include "../fs/change_stream.h"
 #include "../sync/control.h"
 #include "../sync/indexer.h"
+#include "../sync/mirror.h"
 #include "../sync/strbuf.h"
 
 #include <errno.h>
@@ -24,8 +25,13 @@
 
 #define LOG_RING 8192
 
+#define FLUSH_TIMEOUT_MS 10000
+
 struct daemon {
     const struct wfs_options *opt;
+    const struct daemon_options *dopt;
+    struct mirror *mirrors[MOUNT_MAX_MIRRORS];
+    size_t nmirrors;
     struct wfs *fs;
     struct change_stream *changes;
     struct indexer *indexer;
@@ -154,6 +160,14 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                     ic.hashed, (double)ic.bytes_hashed / (1 << 20));
         if (ierr[0])
             strbuf_addf(sb, "error:    %s\n", ierr);
+        for (size_t i = 0; i < d->nmirrors; i++) {
+            struct mirror_status ms;
+            mirror_get_status(d->mirrors[i], &ms);
+            strbuf_addf(sb, "mirror:   %s: %s, journal acked through %" PRIu64 ", %" PRIu64
+                            " batches%s%s\n",
+                        ms.dest, ms.connected ? "connected" : "disconnected", ms.acked_seq,
+                        ms.batches, ms.last_error[0] ? "; last error: " : "", ms.last_error);
+        }
         return;
     }
     strbuf_adds(sb, "{\"source\":");
@@ -167,7 +181,21 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
                 st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq);
     strbuf_add_json_string(sb, ierr);
-    strbuf_adds(sb, "}\n");
+    strbuf_adds(sb, ",\"mirrors\":[");
+    for (size_t i = 0; i < d->nmirrors; i++) {
+        struct mirror_status ms;
+        mirror_get_status(d->mirrors[i], &ms);
+        strbuf_adds(sb, i ? ",{\"dest\":" : "{\"dest\":");
+        strbuf_add_json_string(sb, ms.dest);
+        strbuf_addf(sb,
+                    ",\"connected\":%s,\"acked_seq\":%" PRIu64 ",\"batches\":%" PRIu64
+                    ",\"bytes_out\":%" PRIu64 ",\"last_ack_ns\":%" PRId64 ",\"last_error\":",
+                    ms.connected ? "true" : "false", ms.acked_seq, ms.batches, ms.bytes_out,
+                    ms.last_ack_ns);
+        strbuf_add_json_string(sb, ms.last_error);
+        strbuf_adds(sb, "}");
+    }
+    strbuf_adds(sb, "]}\n");
 }
 
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
@@ -186,8 +214,17 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     } else if (got >= 1 && strcmp(word, "pending") == 0) {
         change_stream_peek(d->changes, add_pending, reply);
     } else if (got >= 1 && strcmp(word, "flush") == 0) {
-        /* Nothing is queued beyond the kernel yet: mirrors will drain here. */
-        strbuf_adds(reply, "ok\n");
+        bool all = true;
+        for (size_t i = 0; i < d->nmirrors; i++)
+            if (!mirror_flush(d->mirrors[i], FLUSH_TIMEOUT_MS)) {
+                struct mirror_status ms;
+                mirror_get_status(d->mirrors[i], &ms);
+                strbuf_addf(reply, "unflushed %s: %s\n", ms.dest,
+                            ms.last_error[0] ? ms.last_error : "timed out");
+                all = false;
+            }
+        if (all)
+            strbuf_adds(reply, "ok\n");
     } else if (got >= 1 && strcmp(word, "pid") == 0) {
         strbuf_addf(reply, "%d\n", (int)getpid());
     } else {
@@ -195,9 +232,24 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     }
 }
 
-int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
+static void kick_mirrors(void *arg)
 {
-    struct daemon d = {.opt = opt, .ready_fd = ready_fd, .log_fd = -1};
+    struct daemon *d = arg;
+    for (size_t i = 0; i < d->nmirrors; i++)
+        mirror_kick(d->mirrors[i]);
+}
+
+static void stop_mirrors(struct daemon *d)
+{
+    for (size_t i = 0; i < d->nmirrors; i++)
+        mirror_stop(d->mirrors[i]);
+    d->nmirrors = 0;
+}
+
+int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
+{
+    const struct wfs_options *opt = &dopt->fs;
+    struct daemon d = {.opt = opt, .dopt = dopt, .ready_fd = ready_fd, .log_fd = -1};
     char err[1024] = "";
     int code = 1;
     struct control_server *ctl = NULL;
@@ -239,10 +291,20 @@ int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
     }
     /* Before mounting: a bad rules file or a broken index is refused now,
      * with its cause, rather than found later in a log. */
-    if (indexer_start(opt->src, state, d.changes, &d.indexer, err, sizeof(err)) != 0 ||
+    int mr = 0;
+    for (size_t i = 0; !mr && i < dopt->nmirrors; i++) {
+        mr = mirror_start(opt->src, dopt->mirrors[i], dopt->rsh, dopt->wsync_path,
+                          &d.mirrors[d.nmirrors], err, sizeof(err));
+        if (!mr)
+            d.nmirrors++;
+    }
+    if (mr ||
+        indexer_start(opt->src, state, d.changes, kick_mirrors, &d, &d.indexer, err,
+                      sizeof(err)) != 0 ||
         wfs_mount(d.fs, err, sizeof(err)) != 0) {
         report_ready(&d, err);
         indexer_stop(d.indexer);
+        stop_mirrors(&d);
         control_server_stop(ctl);
         close(state_fd);
         goto out;
@@ -256,6 +318,11 @@ int mount_daemon_run(const struct wfs_options *opt, int ready_fd)
         pthread_join(sig_thread, NULL);
     }
     indexer_stop(d.indexer); /* finishes the batch in hand */
+    for (size_t i = 0; i < d.nmirrors; i++)
+        if (!mirror_flush(d.mirrors[i], FLUSH_TIMEOUT_MS))
+            fprintf(stderr, "wsync: could not flush everything to %s\n",
+                    dopt->mirrors[i]);
+    stop_mirrors(&d);
     control_server_stop(ctl);
     close(state_fd);
     code = r == 0 ? 0 : 1;

@@ -39,6 +39,7 @@ enum stmt_id {
     S_JOURNAL_ADD,
     S_JOURNAL_RECENT,
     S_JOURNAL_TRIM,
+    S_JOURNAL_SINCE,
     S_COUNT
 };
 
@@ -71,6 +72,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOURNAL_RECENT] = "SELECT seq, time_ns, kind, path FROM "
                          "(SELECT * FROM journal ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
     [S_JOURNAL_TRIM] = "DELETE FROM journal WHERE seq <= (SELECT max(seq) FROM journal) - ?1",
+    [S_JOURNAL_SINCE] = "SELECT seq, kind, path FROM journal WHERE seq > ?1 ORDER BY seq",
 };
 
 static const char schema[] =
@@ -430,6 +432,25 @@ int index_journal_recent(struct index *ix, size_t n,
            (const char *)sqlite3_column_text(s, 2), (const char *)sqlite3_column_text(s, 3), arg);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : fail(ix);
+}
+
+int index_journal_since(struct index *ix, uint64_t seq,
+                        int (*fn)(uint64_t seq, const char *kind, const char *path, void *arg),
+                        void *arg)
+{
+    /* Not the cached statement: fn may call back into the index. */
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db, stmt_sql[S_JOURNAL_SINCE], -1, &s, NULL) != SQLITE_OK)
+        return fail(ix);
+    sqlite3_bind_int64(s, 1, (int64_t)seq);
+    int rc, r = 0;
+    while (!r && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        r = fn((uint64_t)sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+               (const char *)sqlite3_column_text(s, 2), arg);
+    if (!r && rc != SQLITE_DONE)
+        r = fail(ix);
+    sqlite3_finalize(s);
+    return r;
 }
 
 int index_journal_trim(struct index *ix, uint64_t keep)

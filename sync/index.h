@@ -100,6 +100,12 @@ int index_journal_recent(struct index *ix, size_t n,
                                     const char *path, void *arg),
                          void *arg);
 
+/* Call fn for every journal entry after seq, oldest first; stops early and
+ * returns fn's value when it is non-zero. */
+int index_journal_since(struct index *ix, uint64_t seq,
+                        int (*fn)(uint64_t seq, const char *kind, const char *path, void *arg),
+                        void *arg);
+
 /* Keep only the newest `keep` journal entries. */
 int index_journal_trim(struct index *ix, uint64_t keep);
 

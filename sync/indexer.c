@@ -45,6 +45,8 @@ struct indexer {
     struct change_stream *cs;
     pthread_t thread;
     atomic_bool stop;
+    void (*on_commit)(void *arg); /* thread mode: after each committed batch */
+    void *on_commit_arg;
     pthread_mutex_t counts_lock; /* guards totals and last_error */
     struct indexer_counts totals;
     char last_error[512];
@@ -577,7 +579,10 @@ static int apply_rename(struct indexer *in, const struct change_entry *e,
     int r = 0;
     if (dirfd >= 0 && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         st.st_ino == old.ino && (st.st_mode & S_IFMT) == old.type) {
-        r = journal(in, "rename", e->path, NULL);
+        /* Both names are journaled: a mirror deletes the old one. */
+        r = journal(in, "delete", e->renamed_from, NULL);
+        if (!r)
+            r = journal(in, "rename", e->path, NULL);
         if (!r)
             r = index_rename(in->ix, e->renamed_from, e->path);
         if (!r && S_ISREG(st.st_mode) && st.st_size == old.size &&
@@ -670,6 +675,8 @@ static void *indexer_main(void *arg)
             pthread_mutex_lock(&in->counts_lock);
             in->totals.indexed_seq = upto;
             pthread_mutex_unlock(&in->counts_lock);
+            if (in->on_commit)
+                in->on_commit(in->on_commit_arg);
         }
         if (r) {
             char msg[512];
@@ -686,7 +693,8 @@ static void *indexer_main(void *arg)
 }
 
 int indexer_start(const char *src, const char *state_dir, struct change_stream *cs,
-                  struct indexer **out, char *err, size_t errsize)
+                  void (*on_commit)(void *arg), void *arg, struct indexer **out, char *err,
+                  size_t errsize)
 {
     struct index *ix;
     int r = index_open(-1, state_dir, false, &ix, err, errsize);
@@ -700,6 +708,8 @@ int indexer_start(const char *src, const char *state_dir, struct change_stream *
     }
     in->owns_ix = true;
     in->cs = cs;
+    in->on_commit = on_commit;
+    in->on_commit_arg = arg;
     /* The startup scan runs on the thread too: mounting does not wait. */
     change_stream_request_rescan(cs);
     r = pthread_create(&in->thread, NULL, indexer_main, in);

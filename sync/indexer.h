@@ -49,9 +49,11 @@ int indexer_sync_path(struct indexer *in, const char *path, bool deep,
 /* Run a thread that drains `cs` into the index until indexer_stop(); it
  * opens its own connection to index.db in `state_dir`.  A change to the
  * rules file reloads the rules and rescans (a bad new file keeps the old
- * rules and is reported by indexer_last_error). */
+ * rules and is reported by indexer_last_error).  on_commit (may be NULL)
+ * runs on the indexer's thread after every committed batch. */
 int indexer_start(const char *src, const char *state_dir, struct change_stream *cs,
-                  struct indexer **out, char *err, size_t errsize);
+                  void (*on_commit)(void *arg), void *arg, struct indexer **out, char *err,
+                  size_t errsize);
 /* Finish the batch in hand, then stop and free. */
 void indexer_stop(struct indexer *in);
 

@@ -428,7 +428,7 @@ static int open_source(struct sender *p)
     int r = index_open(-1, state, false, &p->ix, p->err, p->errsize);
     if (!r)
         r = indexer_new(p->src, p->ix, &p->in, p->err, p->errsize);
-    if (!r) {
+    if (!r && !p->opt->trust_index) {
         progress(p, "indexing", false);
         r = indexer_scan(p->in, NULL);
         if (r)
@@ -463,10 +463,12 @@ static int handshake(struct sender *p)
 }
 
 /* COMMIT what was sent since the last one and wait until it is durable. */
-static int commit_batch(struct sender *p)
+static int commit_batch(struct sender *p, bool want_root)
 {
+    /* The root costs the far side a pass over its index: only when asked. */
     struct msg commit = {.type = MSG_COMMIT,
-                         .commit = {.seq = ++p->seq, .flags = MSG_COMMIT_WANT_ROOT}};
+                         .commit = {.seq = ++p->seq,
+                                    .flags = want_root ? MSG_COMMIT_WANT_ROOT : 0}};
     int r = send_msg(p, &commit);
     if (!r)
         r = wire_flush(p->w, p->err, p->errsize);
@@ -475,7 +477,7 @@ static int commit_batch(struct sender *p)
     p->nwanted = p->wanted_done = 0;
     p->acked = p->failed = false;
     r = serve_wants(p);
-    if (!r)
+    if (!r && want_root)
         p->res->dest_root = p->ack.root;
     return r;
 }
@@ -488,7 +490,7 @@ int sender_sync_all(struct sender *p)
         r = send_deletes(p);
     if (r || p->opt->dry_run)
         return r ? explain_failure(p, r) : 0;
-    return commit_batch(p);
+    return commit_batch(p, true);
 }
 
 /* Send the current state of one path: its row and everything below it, or
@@ -525,7 +527,7 @@ int sender_sync_paths(struct sender *p, char *const *paths, size_t n)
         r = send_msg(p, &m);
     }
     free(gone);
-    return r ? explain_failure(p, r) : commit_batch(p);
+    return r ? explain_failure(p, r) : commit_batch(p, false);
 }
 
 int sender_open(const struct push_options *opt, struct push_result *res, struct sender **out,

@@ -20,6 +20,7 @@ struct push_options {
     bool delete_extra;      /* delete what DEST has and SRC does not */
     bool verify_only;       /* compare roots, send nothing */
     bool progress;          /* a progress line on stderr */
+    bool trust_index;       /* SRC's index is kept fresh by a running indexer: no scan */
 };
 
 struct push_result {

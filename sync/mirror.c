@@ -1,0 +1,261 @@
+/* mirror.c — see mirror.h. */
+#include "mirror.h"
+#include "index.h"
+#include "push.h"
+#include "transport.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define MAX_BATCH_PATHS 4096
+
+struct mirror {
+    char *src, *dest, *rsh, *wsync_path;
+    struct push_options opt;
+    struct index *ix; /* for the journal; our own connection */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* kicked, stopping, or a batch acknowledged */
+    bool kicked, stop;
+    struct mirror_status st;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sleep up to ms, or until stop/kick; true if stopping. */
+static bool wait_for(struct mirror *m, int ms, bool want_kick)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&m->lock);
+    while (!m->stop && !(want_kick && m->kicked))
+        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
+            break;
+    m->kicked = false;
+    bool stop = m->stop;
+    pthread_mutex_unlock(&m->lock);
+    return stop;
+}
+
+static uint64_t journal_head(struct mirror *m)
+{
+    struct index_stats s;
+    return index_stats(m->ix, &s) == 0 ? s.seq : 0;
+}
+
+struct batch {
+    char **paths;
+    size_t n;
+    uint64_t last, first;
+};
+
+static int collect(uint64_t seq, const char *kind, const char *path, void *arg)
+{
+    struct batch *b = arg;
+    if (!b->first)
+        b->first = seq;
+    b->last = seq;
+    for (size_t i = 0; i < b->n; i++) /* batches are small: a scan is fine */
+        if (strcmp(b->paths[i], path) == 0)
+            return 0;
+    b->paths[b->n++] = strdup(path);
+    return b->n == MAX_BATCH_PATHS ? 1 : 0; /* the rest comes next round */
+}
+
+static void set_error(struct mirror *m, const char *err, bool connected)
+{
+    pthread_mutex_lock(&m->lock);
+    snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", err);
+    m->st.connected = connected;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void acked(struct mirror *m, uint64_t seq, const struct push_result *res)
+{
+    pthread_mutex_lock(&m->lock);
+    m->st.acked_seq = seq;
+    m->st.batches++;
+    m->st.last_ack_ns = now_ns();
+    m->st.last_error[0] = '\0';
+    m->st.connected = true;
+    (void)res;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void *mirror_main(void *arg)
+{
+    struct mirror *m = arg;
+    int backoff = BACKOFF_MIN_MS;
+    char err[1024];
+    struct push_result res;
+    while (!m->stop) {
+        /* Connect and catch up from the far side's manifest. */
+        struct sender *s = NULL;
+        uint64_t head = journal_head(m);
+        int r = sender_open(&m->opt, &res, &s, err, sizeof(err));
+        if (!r)
+            r = sender_sync_all(s);
+        if (r) {
+            sender_close(s, r);
+            set_error(m, err, false);
+            if (wait_for(m, backoff, false))
+                break;
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        backoff = BACKOFF_MIN_MS;
+        uint64_t done = head;
+        acked(m, done, &res);
+        /* Then one batch per indexer commit. */
+        while (!r && !wait_for(m, 1000, true)) {
+            for (;;) {
+                struct batch b = {.paths = calloc(MAX_BATCH_PATHS, sizeof(char *))};
+                if (!b.paths || index_journal_since(m->ix, done, collect, &b) < 0) {
+                    free(b.paths);
+                    break;
+                }
+                if (b.n == 0) {
+                    free(b.paths);
+                    break;
+                }
+                /* Entries trimmed away since: only a full pass is safe. */
+                r = b.first > done + 1 ? sender_sync_all(s)
+                                       : sender_sync_paths(s, b.paths, b.n);
+                for (size_t i = 0; i < b.n; i++)
+                    free(b.paths[i]);
+                free(b.paths);
+                if (r)
+                    break;
+                done = b.last;
+                acked(m, done, &res);
+            }
+        }
+        pthread_mutex_lock(&m->lock);
+        m->st.bytes_out += res.bytes_out;
+        pthread_mutex_unlock(&m->lock);
+        r = sender_close(s, r);
+        if (r && !m->stop) {
+            set_error(m, err, false);
+            if (wait_for(m, BACKOFF_MIN_MS, false))
+                break;
+        }
+    }
+    pthread_mutex_lock(&m->lock);
+    m->st.connected = false;
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+int mirror_start(const char *src, const char *dest, const char *rsh, const char *wsync_path,
+                 struct mirror **out, char *err, size_t errsize)
+{
+    struct dest d;
+    int r = dest_parse(dest, &d, err, errsize); /* refuse a bad DEST now, not in a log */
+    if (r)
+        return r;
+    dest_release(&d);
+    struct mirror *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->src = strdup(src);
+    m->dest = strdup(dest);
+    m->rsh = rsh ? strdup(rsh) : NULL;
+    m->wsync_path = wsync_path ? strdup(wsync_path) : NULL;
+    m->opt = (struct push_options){.src = m->src, .dest = m->dest, .rsh = m->rsh,
+                                   .wsync_path = m->wsync_path, .delete_extra = true,
+                                   .trust_index = true};
+    m->st.dest = m->dest;
+    char state[PATH_MAX];
+    snprintf(state, sizeof(state), "%s/.wsync", src);
+    r = index_open(-1, state, false, &m->ix, err, errsize);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    if (!r && (r = -pthread_create(&m->thread, NULL, mirror_main, m)))
+        snprintf(err, errsize, "cannot start the mirror thread: %s", strerror(-r));
+    if (r) {
+        index_close(m->ix);
+        free(m->src);
+        free(m->dest);
+        free(m->rsh);
+        free(m->wsync_path);
+        free(m);
+        return r;
+    }
+    *out = m;
+    return 0;
+}
+
+void mirror_kick(struct mirror *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->kicked = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+bool mirror_flush(struct mirror *m, int timeout_ms)
+{
+    uint64_t want = journal_head(m);
+    mirror_kick(m);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&m->lock);
+    while (m->st.acked_seq < want && !m->stop)
+        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
+            break;
+    bool ok = m->st.acked_seq >= want;
+    pthread_mutex_unlock(&m->lock);
+    return ok;
+}
+
+void mirror_get_status(struct mirror *m, struct mirror_status *st)
+{
+    pthread_mutex_lock(&m->lock);
+    *st = m->st;
+    pthread_mutex_unlock(&m->lock);
+    st->journal_seq = 0; /* filled by the caller's own connection if it wants */
+}
+
+void mirror_stop(struct mirror *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->stop = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->thread, NULL);
+    index_close(m->ix);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m->src);
+    free(m->dest);
+    free(m->rsh);
+    free(m->wsync_path);
+    free(m);
+}
