@@ -227,6 +227,13 @@ static int recv_failed(struct wire *w, int code)
     return code;
 }
 
+/* A stream opens with HELLO, or with ERROR from a peer that refuses to
+ * start (it could not even read our HELLO, say). */
+static bool opens(uint8_t type)
+{
+    return type == MSG_HELLO || type == MSG_ERROR;
+}
+
 /* Read one frame: *type, and payload[0..*len) valid until the next call. */
 static int read_frame(struct wire *w, uint8_t *type, const uint8_t **payload, size_t *len,
                       const char *inside, char *err, size_t errsize)
@@ -246,8 +253,7 @@ static int read_frame(struct wire *w, uint8_t *type, const uint8_t **payload, si
     uint32_t flen =
         (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
     bool first = w->frames_in == 0;
-    if (first &&
-        (flen == 0 || flen > WIRE_MAX_FRAME || (avail >= HEADER_LEN && h[4] != MSG_HELLO))) {
+    if (first && (flen == 0 || flen > WIRE_MAX_FRAME || (avail >= HEADER_LEN && !opens(h[4])))) {
         char text[200];
         describe_garbage(w, text, sizeof(text));
         return fail(err, errsize, -EPROTO,
@@ -268,7 +274,7 @@ static int read_frame(struct wire *w, uint8_t *type, const uint8_t **payload, si
         return fail(
             err, errsize, -ECONNRESET, "the stream ended inside a %s frame: %zu of %u bytes",
             w->in_len - w->in_pos > 4 ? msg_type_name(h[4]) : "", w->in_len - w->in_pos, 4 + flen);
-    if (first && h[4] != MSG_HELLO) {
+    if (first && !opens(h[4])) {
         char text[200];
         describe_garbage(w, text, sizeof(text));
         return fail(err, errsize, -EPROTO,

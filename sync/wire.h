@@ -8,7 +8,8 @@
  * frame's worth (WIRE_MAX_FRAME) plus the message it decodes to, block
  * waiting for bytes a well-formed stream would not need, or yield a message
  * that message.h's decoder did not fully check.  The first frame must be a
- * HELLO; a stream that failed once stays failed.
+ * HELLO (or an ERROR: a peer refusing to start); a stream that failed once
+ * stays failed.
  *
  * Threads: the in half (wire_recv) and the out half (wire_send, wire_flush)
  * may be driven by two threads at once — one reader, one writer — and must
@@ -84,7 +85,8 @@ int wire_flush(struct wire *w, char *err, size_t errsize);
  *   -ENODATA     the stream ended cleanly between two messages
  *   -ECONNRESET  the stream ended inside a frame or message
  *   -EMSGSIZE    a frame or a field over its limit
- *   -EPROTO      malformed: length 0, unknown type, bad field, not HELLO first
+ *   -EPROTO      malformed: length 0, unknown type, bad field, not HELLO first,
+ *                a second HELLO
  *   -EPROTONOSUPPORT  not a wsync peer, or another protocol version
  *   -EBADMSG     DATA or inline bytes that do not match their id or length
  *   -EINVAL/-ENAMETOOLONG  a path refused by wire_path_check

@@ -3,7 +3,10 @@
  * arbitrary bytes go through wire_recv until it fails.  Beyond "no crash,
  * no leak, no undefined behaviour, no hang", it checks the codec's
  * invariant: whatever the decoder accepts the encoder can re-encode, and
- * the re-encoded stream decodes to the same number of messages.
+ * the re-encoded stream decodes to at least as many messages.  The same
+ * input is also read as a list of (type, payload) records fed straight to
+ * the message decoder, so that payload decoders are reached without the
+ * fuzzer having to find valid frame lengths first.
  *
  * With WSYNC_FUZZ_SEED=DIR set, LLVMFuzzerInitialize first writes a seed
  * corpus into DIR: a valid stream of every message type, and each message
@@ -13,6 +16,7 @@
 #include "sync/wire.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,8 +119,52 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* An accepted message must re-encode; abort if not. */
+static void check_reencodes(const struct msg *m, struct msg_buf *out)
+{
+    char err[1024];
+    if (msg_encode(m, out, err, sizeof(err)) < 0) {
+        fprintf(stderr, "decoded %s but cannot re-encode it: %s\n", msg_type_name(m->type), err);
+        abort();
+    }
+}
+
+/* The same bytes read as records `u8 type | u16 n | n bytes` (n cut to what
+ * is left), each handed to the message decoder as one frame: the fuzzer
+ * reaches every payload decoder without having to get frame lengths right. */
+static void fuzz_payloads(const uint8_t *p, size_t size)
+{
+    struct msg m = {0};
+    struct msg_buf out = {0};
+    char err[1024];
+    bool pending = false;
+    while (size >= 3) {
+        uint8_t type = p[0];
+        size_t n = (size_t)(p[1] | p[2] << 8) % (size - 2);
+        const uint8_t *payload = p + 3;
+        p += 3 + n;
+        size -= 3 + n;
+        int r = pending ? msg_decode_more(&m, type, payload, n, err, sizeof(err))
+                        : msg_decode(type, payload, n, &m, err, sizeof(err));
+        if (r < 0 && !err[0])
+            abort(); /* every failure names its cause */
+        pending = r == 1;
+        if (r == 0) {
+            out.len = 0;
+            check_reencodes(&m, &out);
+        }
+        if (r != 1)
+            msg_release(&m);
+    }
+    if (pending)
+        msg_release(&m);
+    msg_buf_release(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_payloads(data, size);
+
     struct wire *w = wire_new_mem(data, size);
     struct msg_buf again = {0};
     struct msg m;
@@ -124,13 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t accepted = 0;
     int r;
     while ((r = wire_recv(w, &m, err, sizeof(err))) == 0) {
-        char eerr[1024];
-        if (msg_encode(&m, &again, eerr, sizeof(eerr)) < 0) {
-            fprintf(stderr, "decoded %s but cannot re-encode it: %s\n", msg_type_name(m.type),
-                    eerr);
-            abort();
-        }
-        /* A long WANT or MANIFEST may re-encode as several messages. */
+        check_reencodes(&m, &again); /* a long WANT may become several messages */
         accepted++;
         msg_release(&m);
     }

@@ -993,6 +993,14 @@ START_TEST(hello_rules)
     ck_assert_ptr_nonnull(strstr(err, "did not begin with a wsync HELLO"));
     wire_free(w);
 
+    b.len = 0; /* a peer refusing to start may open with ERROR */
+    raw_error(&b, 0, 5);
+    w = wire_new_mem(b.buf, b.len);
+    ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), 0);
+    ck_assert_int_eq(m.type, MSG_ERROR);
+    msg_release(&m);
+    wire_free(w);
+
     b.len = 0;
     add_hello(&b);
     add_hello(&b);
@@ -1208,7 +1216,7 @@ START_TEST(truncation_at_every_byte_is_refused)
     for (size_t k = 0; k < b.len; k++) {
         while (next < n && ends[next] <= k)
             next++;
-        bool boundary = k == 0 || ends[next - 1] == k;
+        bool boundary = k == 0 || (next > 0 && ends[next - 1] == k);
         int r = decode_all(b.buf, k, &got, err, sizeof(err));
         ck_assert_uint_eq(got, next);
         if (boundary) {
