@@ -293,8 +293,11 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
      * with its cause, rather than found later in a log. */
     int mr = 0;
     for (size_t i = 0; !mr && i < dopt->nmirrors; i++) {
+        /* In the background our stderr is still the caller's: the far
+         * sides (which outlive that) write to the log instead. */
         mr = mirror_start(opt->src, dopt->mirrors[i], dopt->rsh, dopt->wsync_path,
-                          &d.mirrors[d.nmirrors], err, sizeof(err));
+                          ready_fd >= 0 ? d.log_fd : -1, &d.mirrors[d.nmirrors], err,
+                          sizeof(err));
         if (!mr)
             d.nmirrors++;
     }

@@ -166,7 +166,7 @@ static void *mirror_main(void *arg)
 }
 
 int mirror_start(const char *src, const char *dest, const char *rsh, const char *wsync_path,
-                 struct mirror **out, char *err, size_t errsize)
+                 int log_fd, struct mirror **out, char *err, size_t errsize)
 {
     struct dest d;
     int r = dest_parse(dest, &d, err, errsize); /* refuse a bad DEST now, not in a log */
@@ -182,7 +182,8 @@ int mirror_start(const char *src, const char *dest, const char *rsh, const char 
     m->wsync_path = wsync_path ? strdup(wsync_path) : NULL;
     m->opt = (struct push_options){.src = m->src, .dest = m->dest, .rsh = m->rsh,
                                    .wsync_path = m->wsync_path, .delete_extra = true,
-                                   .trust_index = true};
+                                   .trust_index = true, .far_stderr_set = log_fd >= 0,
+                                   .far_stderr_fd = log_fd};
     m->st.dest = m->dest;
     char state[PATH_MAX];
     snprintf(state, sizeof(state), "%s/.wsync", src);

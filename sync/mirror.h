@@ -31,9 +31,10 @@ struct mirror_status {
 };
 
 /* Start mirroring SRC (absolute) to dest; rsh and wsync_path as for push
- * (may be NULL).  0 or -errno (bad DEST: -EINVAL with err filled). */
+ * (may be NULL); the far side's stderr goes to log_fd (-1: ours).  0 or
+ * -errno (bad DEST: -EINVAL with err filled). */
 int mirror_start(const char *src, const char *dest, const char *rsh, const char *wsync_path,
-                 struct mirror **out, char *err, size_t errsize);
+                 int log_fd, struct mirror **out, char *err, size_t errsize);
 
 /* New journal entries may exist (called after each indexer commit). */
 void mirror_kick(struct mirror *m);

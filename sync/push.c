@@ -548,7 +548,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     if (!r)
         r = open_source(p);
     if (!r)
-        r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL, &p->t, err, errsize);
+        r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL,
+                            opt->far_stderr_set ? opt->far_stderr_fd : -1, &p->t, err, errsize);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
     if (!r)

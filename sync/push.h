@@ -21,6 +21,8 @@ struct push_options {
     bool verify_only;       /* compare roots, send nothing */
     bool progress;          /* a progress line on stderr */
     bool trust_index;       /* SRC's index is kept fresh by a running indexer: no scan */
+    bool far_stderr_set;    /* the far side's stderr goes to far_stderr_fd, not ours */
+    int far_stderr_fd;
 };
 
 struct push_result {

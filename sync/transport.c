@@ -98,7 +98,8 @@ static int add_words(char **argv, int n, int max, char *cmd)
 }
 
 int transport_start(const struct dest *d, const char *rsh, const char *wsync_path,
-                    const char *extra_arg, struct transport *t, char *err, size_t errsize)
+                    const char *extra_arg, int stderr_fd, struct transport *t, char *err,
+                    size_t errsize)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -148,6 +149,8 @@ int transport_start(const struct dest *d, const char *rsh, const char *wsync_pat
     if (pid == 0) {
         dup2(in[0], STDIN_FILENO);
         dup2(out[1], STDOUT_FILENO);
+        if (stderr_fd >= 0)
+            dup2(stderr_fd, STDERR_FILENO);
         execvp(argv[0], argv);
         fprintf(stderr, "wsync: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);

@@ -36,9 +36,12 @@ struct transport {
 
 /* Start `wsync_path serve --stdio [extra] PATH` at d, through rsh (NULL:
  * "ssh") when d has a host or rsh is given.  wsync_path NULL: "wsync" on a
- * remote host, this very binary locally.  0, or -errno with err filled. */
+ * remote host, this very binary locally.  The child's stderr is stderr_fd,
+ * or ours when it is -1 (a daemon must not hand its caller's pipe to a
+ * long-lived child).  0, or -errno with err filled. */
 int transport_start(const struct dest *d, const char *rsh, const char *wsync_path,
-                    const char *extra_arg, struct transport *t, char *err, size_t errsize);
+                    const char *extra_arg, int stderr_fd, struct transport *t, char *err,
+                    size_t errsize);
 
 /* Close our ends and reap the child.  Returns its exit status, or 128+signal;
  * waits at most timeout_ms, then kills it (SIGTERM, then SIGKILL). */
