@@ -66,6 +66,8 @@ struct applier {
     size_t want_cap, nwants;
     struct apply_counts counts;
     unsigned char *chunk_buf; /* CHUNKER_MAX_SIZE bytes for local chunk reads */
+    char **deletes;           /* applied at commit, after the files: see apply_delete */
+    size_t ndeletes, cap_deletes;
     char err[1024];
 };
 
@@ -280,6 +282,9 @@ void apply_close(struct applier *a)
     if (a->in_txn)
         index_rollback(a->ix);
     free(a->staged);
+    for (size_t i = 0; i < a->ndeletes; i++)
+        free(a->deletes[i]);
+    free(a->deletes);
     free(a->chunk_buf);
     if (a->staging_fd >= 0)
         close(a->staging_fd);
@@ -630,12 +635,39 @@ int apply_symlink(struct applier *a, const char *path, const char *target)
     return r;
 }
 
+/* Queue a delete: it runs at commit, after the batch's files are in place,
+ * so a cut stream leaves a moved file at its old name or its new one, never
+ * at neither (docs/protocol.md, "Deletes and renames"). */
 int apply_delete(struct applier *a, const char *path)
+{
+    char err[300];
+    int r = apply_check_path(path, err, sizeof(err));
+    if (r)
+        return fail(a, r, "%s", err);
+    if (a->ndeletes == a->cap_deletes) {
+        size_t cap = a->cap_deletes ? a->cap_deletes * 2 : 64;
+        char **v = realloc(a->deletes, cap * sizeof(*v));
+        if (!v)
+            return fail(a, -ENOMEM, "out of memory");
+        a->deletes = v;
+        a->cap_deletes = cap;
+    }
+    if (!(a->deletes[a->ndeletes] = strdup(path)))
+        return fail(a, -ENOMEM, "out of memory");
+    a->ndeletes++;
+    return 0;
+}
+
+static int delete_now(struct applier *a, const char *path)
 {
     const char *base;
     int dirfd = open_parent(a, path, &base);
+    if (dirfd == -ENOENT || dirfd == -ENOTDIR) {
+        a->err[0] = '\0';
+        return 0; /* the parent is gone or a file now: so is path */
+    }
     if (dirfd < 0)
-        return dirfd == -ENOENT ? 0 : dirfd; /* the parent is gone: so is path */
+        return dirfd;
     int r = a->dry_run ? 0 : remove_tree(dirfd, base);
     if (r)
         r = fail(a, r, "delete %s: %s", path, strerror(-r));
@@ -713,6 +745,11 @@ int apply_commit(struct applier *a)
     int r = 0;
     for (size_t i = 0; !r && i < a->nstaged; i++)
         r = finish_one(a, i);
+    for (size_t i = 0; !r && i < a->ndeletes; i++)
+        r = delete_now(a, a->deletes[i]);
+    for (size_t i = 0; i < a->ndeletes; i++)
+        free(a->deletes[i]);
+    a->ndeletes = 0;
     clear_batch(a);
     if (!r && a->in_txn) {
         r = index_commit(a->ix);

@@ -62,7 +62,8 @@ int apply_chunk(struct applier *a, const struct content_id *id, const void *data
 
 int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns);
 int apply_symlink(struct applier *a, const char *path, const char *target);
-/* Remove path and everything below it (no error if absent). */
+/* Remove path and everything below it at the next commit, after the
+ * batch's files are in place (no error if absent then). */
 int apply_delete(struct applier *a, const char *path);
 
 /* Finish every staged file: all chunks present, id verified, fsync, rename

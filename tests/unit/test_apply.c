@@ -150,6 +150,7 @@ START_TEST(local_chunks_are_reused_without_asking)
     ck_assert_int_eq(apply_file(ap, "renamed", 0644, 0, len, &id, c, n, &want, &nwant), 0);
     ck_assert_uint_eq(nwant, 0); /* a rename or copy costs no data */
     ck_assert_int_eq(apply_delete(ap, "old"), 0);
+    ck_assert_int_eq(access(at("old"), F_OK), 0); /* deletes wait for the commit */
     ck_assert_msg(apply_commit(ap) == 0, "%s", apply_error(ap));
     size_t got_len;
     char *got = wm_read(at("renamed"), &got_len);
@@ -220,11 +221,14 @@ START_TEST(symlinks_in_the_way_are_not_followed)
     /* Deleting through the link removes nothing outside either. */
     snprintf(p, sizeof(p), "%s/victim", outside);
     wm_write(p, "v");
-    ck_assert_int_lt(apply_delete(ap, "evil/victim"), 0);
+    ck_assert_int_eq(apply_delete(ap, "evil/victim"), 0);
+    ck_assert_int_lt(apply_commit(ap), 0);
     ck_assert_int_eq(access(p, F_OK), 0);
     /* Deleting the link itself removes the link, not the target. */
     ck_assert_int_eq(apply_delete(ap, "evil"), 0);
+    ck_assert_int_eq(apply_commit(ap), 0);
     ck_assert_int_eq(access(p, F_OK), 0);
+    ck_assert_int_eq(access(at("evil"), F_OK), -1);
     ck_assert_int_eq(apply_file_inline(ap, "../escape", 0644, 0, "x", 1), -EINVAL);
     ck_assert_int_eq(apply_mkdir(ap, ".wsync/x", 0755, 0), -EINVAL);
 }
