@@ -177,9 +177,10 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_addf(sb,
                 ",\"pid\":%d,\"seq\":%" PRIu64 ",\"pending\":%zu,\"inodes\":%zu,"
                 "\"watching\":%s,\"outside_events\":%llu,\"hashed_files\":%" PRIu64
-                ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 ",\"last_error\":",
+                ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 ",\"index_batches\":%" PRIu64
+                ",\"last_error\":",
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
-                st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq);
+                st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq, ic.batches);
     strbuf_add_json_string(sb, ierr);
     strbuf_adds(sb, ",\"mirrors\":[");
     for (size_t i = 0; i < d->nmirrors; i++) {

@@ -154,13 +154,13 @@ static void reply_made(fuse_req_t req, fuse_ino_t parent, const char *name, int 
         return;
     }
     wfs_set_owner(fs, req, pfd, name, -1);
+    wfs_note(fs, kind, pfd, name, 0, 0); /* before the reply: see ops_file.c */
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err)
         fuse_reply_err(req, -err);
     else
         fuse_reply_entry(req, &e);
-    wfs_note(fs, kind, pfd, name, 0, 0);
 }
 
 void wfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -207,13 +207,13 @@ void wfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *
         fuse_reply_err(req, errno);
         return;
     }
+    wfs_note(fs, CHANGE_LINK, npfd, newname, 0, 0);
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, newparent, newname, &e);
     if (err)
         fuse_reply_err(req, -err);
     else
         fuse_reply_entry(req, &e);
-    wfs_note(fs, CHANGE_LINK, npfd, newname, 0, 0);
 }
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
@@ -231,9 +231,9 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
         fuse_reply_err(req, errno);
         return;
     }
-    fuse_reply_err(req, 0);
     if (have_path)
         change_stream_note(fs->changes, CHANGE_DELETE, path, NULL, 0, 0);
+    fuse_reply_err(req, 0);
 }
 
 void wfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -266,16 +266,14 @@ void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
         fuse_reply_err(req, errno);
         return;
     }
-    fuse_reply_err(req, 0);
-    if (!ok_from || !ok_to)
-        return;
-    if (flags & RENAME_EXCHANGE) {
+    if (ok_from && ok_to && (flags & RENAME_EXCHANGE)) {
         change_stream_note(fs->changes, CHANGE_RENAME_TO, to, from, 0, 0);
         change_stream_note(fs->changes, CHANGE_RENAME_TO, from, to, 0, 0);
-    } else {
+    } else if (ok_from && ok_to) {
         change_stream_note(fs->changes, CHANGE_RENAME_FROM, from, to, 0, 0);
         change_stream_note(fs->changes, CHANGE_RENAME_TO, to, from, 0, 0);
     }
+    fuse_reply_err(req, 0);
 }
 
 void wfs_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -5,6 +5,8 @@
  * fi->fh is a plain fd on the backing file.  Data moves with splice where the
  * kernel allows it (fuse_reply_data / fuse_buf_copy on fd buffers).
  * Writes are noted with their range; nothing here hashes or blocks on sync.
+ * Every change is noted before the reply: once the caller sees its write
+ * done, the change stream has it (unmount flushes and tests rely on it).
  */
 #include "ops.h"
 
@@ -59,12 +61,13 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
         return;
     }
     set_file_info(fi, fd);
+    wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
+    struct wfs_inode *in = wfs_inode_of(req, e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {
         /* The kernel never saw the handle (interrupted): undo both refs. */
         close(fd);
-        inode_table_unref(fs->inodes, wfs_inode_of(req, e.ino), 1);
+        inode_table_unref(fs->inodes, in, 1);
     }
-    wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
 }
 
 void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -81,12 +84,10 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     set_file_info(fi, fd);
-    if (fuse_reply_open(req, fi) != 0) {
-        close(fd);
-        return;
-    }
     if (fi->flags & O_TRUNC)
         wfs_note(fs, CHANGE_TRUNCATE, fd, NULL, 0, 0);
+    if (fuse_reply_open(req, fi) != 0)
+        close(fd);
 }
 
 void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -111,8 +112,8 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
         fuse_reply_err(req, (int)-n);
         return;
     }
-    fuse_reply_write(req, (size_t)n);
     wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
+    fuse_reply_write(req, (size_t)n);
 }
 
 void wfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -140,8 +141,8 @@ void wfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
         fuse_reply_err(req, errno);
         return;
     }
-    fuse_reply_err(req, 0);
     wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, offset, length);
+    fuse_reply_err(req, 0);
 }
 
 void wfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -156,9 +157,9 @@ void wfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         fuse_reply_err(req, errno);
         return;
     }
-    fuse_reply_write(req, (size_t)n);
     if (n > 0)
         wfs_note(fs, CHANGE_WRITE, (int)fi_out->fh, NULL, dst, n);
+    fuse_reply_write(req, (size_t)n);
 }
 
 void wfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)

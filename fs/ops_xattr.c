@@ -72,9 +72,10 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(fd, proc);
     int r = remove ? removexattr(proc, name) : setxattr(proc, name, value, size, flags);
-    fuse_reply_err(req, r < 0 ? errno : 0);
+    int e = errno;
     if (r == 0)
         wfs_note(fs, CHANGE_XATTR, fd, NULL, 0, 0);
+    fuse_reply_err(req, r < 0 ? e : 0);
 }
 
 void wfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,

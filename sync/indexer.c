@@ -674,6 +674,7 @@ static void *indexer_main(void *arg)
         if (!r) {
             pthread_mutex_lock(&in->counts_lock);
             in->totals.indexed_seq = upto;
+            in->totals.batches++;
             pthread_mutex_unlock(&in->counts_lock);
             if (in->on_commit)
                 in->on_commit(in->on_commit_arg);

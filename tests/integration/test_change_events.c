@@ -95,7 +95,8 @@ static long long status_num(const char *key)
 static bool indexer_caught_up(void *arg)
 {
     long long seq = status_num("seq");
-    return seq >= 0 && status_num("indexed_seq") >= seq && status_num("pending") == 0;
+    return seq >= 0 && status_num("indexed_seq") >= seq && status_num("pending") == 0 &&
+           status_num("index_batches") >= 1;
 }
 
 START_TEST(burst_of_writes_coalesces)

@@ -64,9 +64,10 @@ static bool caught_up(void *arg)
 {
     char *s = status_json();
     long long seq = json_num(s, "seq"), done = json_num(s, "indexed_seq");
-    long long pending = json_num(s, "pending");
+    long long pending = json_num(s, "pending"), batches = json_num(s, "index_batches");
     free(s);
-    return seq >= 0 && done >= seq && pending == 0;
+    /* batches >= 1: the startup scan is done, not merely requested */
+    return seq >= 0 && done >= seq && pending == 0 && batches >= 1;
 }
 
 static void wait_caught_up(void)
