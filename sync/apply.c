@@ -41,6 +41,12 @@ struct staged {
     bool existed;
 };
 
+/* An operation on names that waits for the commit. */
+struct deferred {
+    char *path;
+    char *existing; /* LINK: the name to link to; NULL: DELETE */
+};
+
 struct target {
     size_t staged; /* index into a->staged */
     uint64_t off;
@@ -66,8 +72,8 @@ struct applier {
     size_t want_cap, nwants;
     struct apply_counts counts;
     unsigned char *chunk_buf; /* CHUNKER_MAX_SIZE bytes for local chunk reads */
-    char **deletes;           /* applied at commit, after the files: see apply_delete */
-    size_t ndeletes, cap_deletes;
+    struct deferred *deferred; /* deletes and links, applied at commit: see apply_delete */
+    size_t ndeferred, cap_deferred;
     char err[1024];
 };
 
@@ -274,6 +280,15 @@ static void clear_batch(struct applier *a)
     a->want_cap = a->nwants = 0;
 }
 
+static void free_deferred(struct applier *a)
+{
+    for (size_t i = 0; i < a->ndeferred; i++) {
+        free(a->deferred[i].path);
+        free(a->deferred[i].existing);
+    }
+    a->ndeferred = 0;
+}
+
 void apply_close(struct applier *a)
 {
     if (!a)
@@ -282,9 +297,8 @@ void apply_close(struct applier *a)
     if (a->in_txn)
         index_rollback(a->ix);
     free(a->staged);
-    for (size_t i = 0; i < a->ndeletes; i++)
-        free(a->deletes[i]);
-    free(a->deletes);
+    free_deferred(a);
+    free(a->deferred);
     free(a->chunk_buf);
     if (a->staging_fd >= 0)
         close(a->staging_fd);
@@ -638,25 +652,44 @@ int apply_symlink(struct applier *a, const char *path, const char *target)
 /* Queue a delete: it runs at commit, after the batch's files are in place,
  * so a cut stream leaves a moved file at its old name or its new one, never
  * at neither (docs/protocol.md, "Deletes and renames"). */
-int apply_delete(struct applier *a, const char *path)
+static int defer(struct applier *a, const char *path, const char *existing)
 {
     char err[300];
     int r = apply_check_path(path, err, sizeof(err));
+    if (!r && existing)
+        r = apply_check_path(existing, err, sizeof(err));
     if (r)
         return fail(a, r, "%s", err);
-    if (a->ndeletes == a->cap_deletes) {
-        size_t cap = a->cap_deletes ? a->cap_deletes * 2 : 64;
-        char **v = realloc(a->deletes, cap * sizeof(*v));
+    if (a->ndeferred == a->cap_deferred) {
+        size_t cap = a->cap_deferred ? a->cap_deferred * 2 : 64;
+        struct deferred *v = realloc(a->deferred, cap * sizeof(*v));
         if (!v)
             return fail(a, -ENOMEM, "out of memory");
-        a->deletes = v;
-        a->cap_deletes = cap;
+        a->deferred = v;
+        a->cap_deferred = cap;
     }
-    if (!(a->deletes[a->ndeletes] = strdup(path)))
+    struct deferred *d = &a->deferred[a->ndeferred];
+    d->path = strdup(path);
+    d->existing = existing ? strdup(existing) : NULL;
+    if (!d->path || (existing && !d->existing)) {
+        free(d->path);
+        free(d->existing);
         return fail(a, -ENOMEM, "out of memory");
-    a->ndeletes++;
+    }
+    a->ndeferred++;
     return 0;
 }
+
+int apply_delete(struct applier *a, const char *path)
+{
+    return defer(a, path, NULL);
+}
+
+int apply_link(struct applier *a, const char *path, const char *existing)
+{
+    return defer(a, path, existing);
+}
+
 
 static int delete_now(struct applier *a, const char *path)
 {
@@ -740,16 +773,65 @@ static int finish_one(struct applier *a, size_t i)
     return r;
 }
 
+/* Make path another name of the regular file existing: linked aside and
+ * renamed over, so path shows its old content or the link, never nothing. */
+static int link_now(struct applier *a, const char *path, const char *existing)
+{
+    if (a->dry_run) {
+        a->counts.files++;
+        return 0;
+    }
+    const char *ebase, *base;
+    int efd = open_parent(a, existing, &ebase);
+    if (efd < 0)
+        return efd;
+    int dirfd = open_parent(a, path, &base);
+    if (dirfd < 0) {
+        close(efd);
+        return dirfd;
+    }
+    struct stat st;
+    int r = 0;
+    if (fstatat(efd, ebase, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        r = fail(a, -EPROTO, "LINK %s: '%s' is not a regular file here", path, existing);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), ".wsync-link-%d-%ld", (int)getpid(), (long)random());
+    bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!r && existed && S_ISDIR(st.st_mode))
+        r = remove_tree(dirfd, base);
+    if (!r && linkat(efd, ebase, dirfd, tmp, 0) < 0)
+        r = fail(a, -errno, "link %s: %s", path, strerror(errno));
+    if (!r && renameat(dirfd, tmp, dirfd, base) < 0) {
+        r = fail(a, -errno, "rename into %s: %s", path, strerror(errno));
+        unlinkat(dirfd, tmp, 0);
+    }
+    if (!r) {
+        struct index_file f;
+        struct chunk *chunks = NULL;
+        size_t n = 0;
+        if (index_get(a->ix, existing, &f) == 0) {
+            index_get_chunks(a->ix, existing, &chunks, &n);
+            r = index_note(a, path, dirfd, base, &f.id, chunks, n, NULL, existed);
+            index_file_release(&f);
+            free(chunks);
+        }
+    }
+    if (!r)
+        a->counts.files++;
+    close(efd);
+    close(dirfd);
+    return r;
+}
+
 int apply_commit(struct applier *a)
 {
     int r = 0;
     for (size_t i = 0; !r && i < a->nstaged; i++)
         r = finish_one(a, i);
-    for (size_t i = 0; !r && i < a->ndeletes; i++)
-        r = delete_now(a, a->deletes[i]);
-    for (size_t i = 0; i < a->ndeletes; i++)
-        free(a->deletes[i]);
-    a->ndeletes = 0;
+    for (size_t i = 0; !r && i < a->ndeferred; i++)
+        r = a->deferred[i].existing ? link_now(a, a->deferred[i].path, a->deferred[i].existing)
+                                    : delete_now(a, a->deferred[i].path);
+    free_deferred(a);
     clear_batch(a);
     if (!r && a->in_txn) {
         r = index_commit(a->ix);

@@ -66,6 +66,10 @@ int apply_symlink(struct applier *a, const char *path, const char *target);
  * batch's files are in place (no error if absent then). */
 int apply_delete(struct applier *a, const char *path);
 
+/* Make path a hard link to the regular file existing, at the next commit
+ * (after the batch's files, so existing may arrive in the same batch). */
+int apply_link(struct applier *a, const char *path, const char *existing);
+
 /* Finish every staged file: all chunks present, id verified, fsync, rename
  * into place, parent dirs fsynced, index updated.  After it returns 0 the
  * batch is durable (this is when ACK may be sent). */

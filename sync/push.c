@@ -200,10 +200,55 @@ static int read_small(struct sender *p, const char *path, uint8_t *buf, size_t s
     return n == (ssize_t)size ? 0 : n < 0 ? -e : -EAGAIN;
 }
 
+/* Inodes seen in this pass: a second name of one is sent as LINK. */
+struct ino_seen {
+    uint64_t ino;
+    char *path;
+};
+
 struct plan {
     struct sender *p;
-    int r;
+    struct ino_seen *seen;
+    size_t nseen, cap; /* cap: power of two */
 };
+
+/* The first path seen with this inode, or NULL (and it is recorded). */
+static const char *first_name(struct plan *pl, uint64_t ino, const char *path)
+{
+    if ((pl->nseen + 1) * 2 > pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 1024;
+        struct ino_seen *v = calloc(cap, sizeof(*v));
+        if (!v)
+            return NULL;
+        for (size_t i = 0; i < pl->cap; i++) {
+            if (!pl->seen[i].path)
+                continue;
+            size_t j = XXH3_64bits(&pl->seen[i].ino, sizeof(uint64_t)) & (cap - 1);
+            while (v[j].path)
+                j = (j + 1) & (cap - 1);
+            v[j] = pl->seen[i];
+        }
+        free(pl->seen);
+        pl->seen = v;
+        pl->cap = cap;
+    }
+    size_t j = XXH3_64bits(&ino, sizeof(ino)) & (pl->cap - 1);
+    while (pl->seen[j].path) {
+        if (pl->seen[j].ino == ino)
+            return pl->seen[j].path;
+        j = (j + 1) & (pl->cap - 1);
+    }
+    pl->seen[j] = (struct ino_seen){.ino = ino, .path = strdup(path)};
+    pl->nseen += pl->seen[j].path != NULL;
+    return NULL;
+}
+
+static void plan_free(struct plan *pl)
+{
+    for (size_t i = 0; i < pl->cap; i++)
+        free(pl->seen[i].path);
+    free(pl->seen);
+}
 
 /* One local row: send what the far side lacks. */
 static int plan_row(const struct index_file *f, void *arg)
@@ -217,11 +262,20 @@ static int plan_row(const struct index_file *f, void *arg)
     if (rm && rm->e.type == f->type && (rm->e.mode & 0777) == mode) {
         if (f->type == S_IFDIR)
             return 0;
-        if (f->type == S_IFREG && content_id_eq(&rm->e.id, &f->id))
+        if (f->type == S_IFREG && content_id_eq(&rm->e.id, &f->id)) {
+            first_name(pl, f->ino, f->path); /* a later name may link to it */
             return 0;
+        }
         if (f->type == S_IFLNK && rm->e.target && f->target &&
             strcmp(rm->e.target, f->target) == 0)
             return 0;
+    }
+    const char *first = f->type == S_IFREG ? first_name(pl, f->ino, f->path) : NULL;
+    if (first) {
+        /* Another name of a file already sent: a hard link there too. */
+        p->res->files++;
+        struct msg l = {.type = MSG_LINK, .link = {.path = f->path, .existing = first}};
+        return p->opt->dry_run ? 0 : send_msg(p, &l);
     }
     struct msg m = {.type = MSG_UPDATE,
                     .update = {.path = f->path, .type = f->type, .mode = mode,
@@ -486,6 +540,7 @@ int sender_sync_all(struct sender *p)
 {
     struct plan pl = {.p = p};
     int r = index_foreach(p->ix, "", plan_row, &pl);
+    plan_free(&pl);
     if (!r && p->opt->delete_extra)
         r = send_deletes(p);
     if (r || p->opt->dry_run)
@@ -503,7 +558,9 @@ static int send_path(struct sender *p, const char *path, bool *deleted)
         return 0;
     index_file_release(&f);
     struct plan pl = {.p = p};
-    return index_foreach(p->ix, path, plan_row, &pl);
+    int r = index_foreach(p->ix, path, plan_row, &pl);
+    plan_free(&pl);
+    return r;
 }
 
 int sender_sync_paths(struct sender *p, char *const *paths, size_t n)

@@ -210,6 +210,10 @@ static int session_loop(struct session *s)
         case MSG_DELETE:
             r = excluded(s, m.del.path, false) ? 0 : apply_delete(s->ap, m.del.path);
             break;
+        case MSG_LINK:
+            r = excluded(s, m.link.path, false) ? 0
+                                                : apply_link(s->ap, m.link.path, m.link.existing);
+            break;
         case MSG_COMMIT: r = on_commit(s, &m.commit); break;
         case MSG_BYE: msg_release(&m); return 0;
         case MSG_ERROR:

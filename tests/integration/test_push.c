@@ -247,6 +247,26 @@ START_TEST(bad_destinations_are_named)
 }
 END_TEST
 
+START_TEST(hard_links_stay_links)
+{
+    write_random(SRC("orig"), 300000, 9);
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    ck_assert_int_eq(wm_sh("ln '%s/orig' '%s/d/alias' && ln '%s/orig' '%s/twin'", m.src, m.src,
+                           m.src, m.src),
+                     0);
+    char *out = push("", 0);
+    ck_assert_int_le(json_num(out, "chunks_sent"), 6); /* the content travels once */
+    free(out);
+    struct stat a, b, c;
+    ck_assert_int_eq(stat(DST("orig"), &a), 0);
+    ck_assert_int_eq(stat(DST("d/alias"), &b), 0);
+    ck_assert_int_eq(stat(DST("twin"), &c), 0);
+    ck_assert_int_eq(a.st_nlink, 3);
+    ck_assert(a.st_ino == b.st_ino && a.st_ino == c.st_ino);
+    assert_verified();
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -372,6 +392,7 @@ int main(void)
     tcase_add_test(tc, sparse_stays_sparse_and_local_paths_stay_home);
     tcase_add_test(tc, symlink_in_dest_cannot_redirect_writes);
     tcase_add_test(tc, bad_destinations_are_named);
+    tcase_add_test(tc, hard_links_stay_links);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
     tcase_add_test(tc, kill_9_of_either_side_leaves_no_torn_file);
