@@ -8,6 +8,7 @@
  */
 #include "apply.h"
 #include "index.h"
+#include "wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,8 +27,6 @@
 
 #define STATE_DIR ".wsync"
 #define STAGING_DIR ".wsync/staging"
-#define NAME_MAX_BYTES 255
-#define PATH_MAX_BYTES 4096
 
 struct staged {
     char *path;
@@ -93,39 +92,6 @@ const char *apply_error(struct applier *a)
     return a->err;
 }
 
-int apply_check_path(const char *path, char *err, size_t errsize)
-{
-    size_t len = strlen(path);
-    const char *why = NULL;
-    if (len == 0)
-        why = "empty path";
-    else if (len > PATH_MAX_BYTES)
-        why = "path longer than 4096 bytes";
-    else if (path[0] == '/')
-        why = "absolute path";
-    else if (path[len - 1] == '/')
-        why = "trailing slash";
-    for (const char *p = path; !why && *p;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0)
-            why = "empty path component";
-        else if (n > NAME_MAX_BYTES)
-            why = "name longer than 255 bytes";
-        else if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            why = "'.' or '..' component";
-        else if (p == path && n == strlen(STATE_DIR) && memcmp(p, STATE_DIR, n) == 0)
-            why = "the state directory .wsync";
-        p += n;
-        if (*p == '/')
-            p++;
-    }
-    if (why) {
-        snprintf(err, errsize, "refused path '%.200s': %s", path, why);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 /* Open path beneath the root: no "..", no symlinks, no magic links. */
 static int open_beneath(int root, const char *path, int flags, mode_t mode)
 {
@@ -142,7 +108,7 @@ static int open_beneath(int root, const char *path, int flags, mode_t mode)
 static int open_parent(struct applier *a, const char *path, const char **base)
 {
     char err[300];
-    int r = apply_check_path(path, err, sizeof(err));
+    int r = wire_path_check(path, err, sizeof(err));
     if (r)
         return fail(a, r, "%s", err);
     const char *slash = strrchr(path, '/');
@@ -413,7 +379,7 @@ static int add_staged(struct applier *a, const char *path, uint32_t mode, int64_
                       uint64_t size, const struct content_id *file_id, size_t *idx)
 {
     char err[300];
-    int r = apply_check_path(path, err, sizeof(err));
+    int r = wire_path_check(path, err, sizeof(err));
     if (r)
         return fail(a, r, "%s", err);
     if (a->nstaged == a->cap_staged) {
@@ -655,9 +621,9 @@ int apply_symlink(struct applier *a, const char *path, const char *target)
 static int defer(struct applier *a, const char *path, const char *existing)
 {
     char err[300];
-    int r = apply_check_path(path, err, sizeof(err));
+    int r = wire_path_check(path, err, sizeof(err));
     if (!r && existing)
-        r = apply_check_path(existing, err, sizeof(err));
+        r = wire_path_check(existing, err, sizeof(err));
     if (r)
         return fail(a, r, "%s", err);
     if (a->ndeferred == a->cap_deferred) {

@@ -2,8 +2,8 @@
  * apply.h — the receiving side's writes into ROOT, safe against a hostile
  * or broken sender and against crashes.
  *
- * Every path is checked (no "..", no absolute, no empty components, not
- * under .wsync) and its parent is opened beneath ROOT with openat2
+ * Every path is checked again with wire_path_check (no "..", no absolute,
+ * no empty components, not under .wsync) and its parent is opened beneath ROOT with openat2
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so no symlink anywhere in ROOT can
  * redirect a write outside it.  A file is assembled in ROOT/.wsync/staging
  * from chunks ROOT already has (found through its own index, re-hashed
@@ -76,8 +76,5 @@ int apply_link(struct applier *a, const char *path, const char *existing);
 int apply_commit(struct applier *a);
 
 void apply_get_counts(struct applier *a, struct apply_counts *c);
-
-/* Check a relative path from the wire; 0 or -EINVAL with a reason in err. */
-int apply_check_path(const char *path, char *err, size_t errsize);
 
 #endif

@@ -84,10 +84,7 @@ END_TEST
 static long long status_num(const char *key)
 {
     char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    char *p = strstr(out, pat);
-    long long v = p ? atoll(p + strlen(pat)) : -1;
+    long long v = wm_json_num(out, key);
     free(out);
     return v;
 }

@@ -28,32 +28,6 @@ static void teardown(void)
     wm_teardown(&m);
 }
 
-/* A number after "key": in s, or -1. */
-static long long json_num(const char *s, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = s ? strstr(s, pat) : NULL;
-    return p ? atoll(p + strlen(pat)) : -1;
-}
-
-/* A string after "key": copied into out. */
-static bool json_str(const char *s, const char *key, char *out, size_t size)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-    const char *p = s ? strstr(s, pat) : NULL;
-    if (!p)
-        return false;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\"");
-    if (n >= size)
-        return false;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return true;
-}
-
 static char *status_json(void)
 {
     return wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
@@ -63,8 +37,8 @@ static char *status_json(void)
 static bool caught_up(void *arg)
 {
     char *s = status_json();
-    long long seq = json_num(s, "seq"), done = json_num(s, "indexed_seq");
-    long long pending = json_num(s, "pending"), batches = json_num(s, "index_batches");
+    long long seq = wm_json_num(s, "seq"), done = wm_json_num(s, "indexed_seq");
+    long long pending = wm_json_num(s, "pending"), batches = wm_json_num(s, "index_batches");
     free(s);
     /* batches >= 1: the startup scan is done, not merely requested */
     return seq >= 0 && done >= seq && pending == 0 && batches >= 1;
@@ -107,18 +81,18 @@ START_TEST(mount_indexes_and_root_matches_fresh)
     ck_assert_int_eq(symlink("src/main.c", MNT("link")), 0);
     wait_caught_up();
     char *st = status_json();
-    ck_assert_int_eq(json_num(st, "files"), 2);
-    ck_assert_int_eq(json_num(st, "dirs"), 2);
-    ck_assert_int_eq(json_num(st, "symlinks"), 1);
-    ck_assert_int_eq(json_num(st, "bytes"), (3 << 20) + 29);
-    ck_assert_int_ge(json_num(st, "chunks"), 2);
+    ck_assert_int_eq(wm_json_num(st, "files"), 2);
+    ck_assert_int_eq(wm_json_num(st, "dirs"), 2);
+    ck_assert_int_eq(wm_json_num(st, "symlinks"), 1);
+    ck_assert_int_eq(wm_json_num(st, "bytes"), (3 << 20) + 29);
+    ck_assert_int_ge(wm_json_num(st, "chunks"), 2);
     char root[64], fresh[64];
-    ck_assert(json_str(st, "root", root, sizeof(root)));
+    ck_assert(wm_json_str(st, "root", root, sizeof(root)));
     free(st);
     /* While mounted, an offline check sees nothing to do and agrees. */
     char *out = run_index(true, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 0);
-    ck_assert(json_str(out, "fresh_root", fresh, sizeof(fresh)));
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 0);
+    ck_assert(wm_json_str(out, "fresh_root", fresh, sizeof(fresh)));
     ck_assert_str_eq(root, fresh);
     free(out);
 }
@@ -133,22 +107,22 @@ START_TEST(restart_hashes_only_what_changed)
         write_bytes(SRC(rel), 1000 + (size_t)i, (unsigned)i);
     }
     char *out = run_index(false, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 200);
-    ck_assert_int_eq(json_num(out, "added"), 200);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 200);
+    ck_assert_int_eq(wm_json_num(out, "added"), 200);
     free(out);
     out = run_index(false, 0); /* unchanged: stat only, no file read */
-    ck_assert_int_eq(json_num(out, "hashed"), 0);
-    ck_assert_int_eq(json_num(out, "added") + json_num(out, "modified"), 0);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 0);
+    ck_assert_int_eq(wm_json_num(out, "added") + wm_json_num(out, "modified"), 0);
     free(out);
     /* Edits made while nothing runs. */
     write_bytes(SRC("f007"), 1007, 99);
     ck_assert_int_eq(unlink(SRC("f008")), 0);
     wm_write(SRC("new"), "new");
     out = run_index(true, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 2);
-    ck_assert_int_eq(json_num(out, "modified"), 1);
-    ck_assert_int_eq(json_num(out, "added"), 1);
-    ck_assert_int_eq(json_num(out, "deleted"), 1);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 2);
+    ck_assert_int_eq(wm_json_num(out, "modified"), 1);
+    ck_assert_int_eq(wm_json_num(out, "added"), 1);
+    ck_assert_int_eq(wm_json_num(out, "deleted"), 1);
     free(out);
     /* A mount picks up where the index left off, then the journal says so. */
     ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
@@ -170,20 +144,20 @@ START_TEST(rename_moves_rows_without_rehashing)
     write_bytes(MNT("dir/b.bin"), 1 << 20, 6);
     wait_caught_up();
     char *st = status_json();
-    long long hashed = json_num(st, "hashed_files");
+    long long hashed = wm_json_num(st, "hashed_files");
     char root[64], after[64];
-    ck_assert(json_str(st, "root", root, sizeof(root)));
+    ck_assert(wm_json_str(st, "root", root, sizeof(root)));
     free(st);
     ck_assert_int_eq(rename(MNT("dir"), MNT2("moved")), 0);
     ck_assert_int_eq(rename(MNT("moved/a.bin"), MNT2("moved/c.bin")), 0);
     wait_caught_up();
     st = status_json();
-    ck_assert_int_eq(json_num(st, "hashed_files"), hashed); /* nothing re-read */
-    ck_assert(json_str(st, "root", after, sizeof(after)));
+    ck_assert_int_eq(wm_json_num(st, "hashed_files"), hashed); /* nothing re-read */
+    ck_assert(wm_json_str(st, "root", after, sizeof(after)));
     ck_assert_str_ne(root, after);
     free(st);
     char *out = run_index(true, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 0);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 0);
     free(out);
     char *log = wm_sh_out(NULL, "'%s' log -n 5 '%s'", wm_bin(), m.mnt);
     ck_assert_msg(strstr(log, " rename moved\n") && strstr(log, " rename moved/c.bin\n"),
@@ -196,7 +170,7 @@ START_TEST(kill_during_heavy_writes_converges)
 {
     wm_setup(&m, "");
     char *st = status_json();
-    pid_t daemon = (pid_t)json_num(st, "pid");
+    pid_t daemon = (pid_t)wm_json_num(st, "pid");
     free(st);
     ck_assert_int_gt(daemon, 1);
     pid_t writer = fork();
@@ -237,7 +211,7 @@ START_TEST(kill_during_heavy_writes_converges)
     m.mounted = true;
     wait_caught_up();
     out = run_index(true, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 0);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 0);
     free(out);
 }
 END_TEST
@@ -251,15 +225,15 @@ START_TEST(rules_leave_paths_out_and_bad_rules_are_refused)
     wm_write(SRC("notes.swp"), "x");
     wm_write(SRC("main.c"), "int x;\n");
     char *out = run_index(true, 0);
-    ck_assert_int_eq(json_num(out, "hashed"), 1); /* main.c only */
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 1); /* main.c only */
     ck_assert_msg(strstr(out, "\"consistent\":true"), "%s", out);
     char root1[64];
-    ck_assert(json_str(out, "root", root1, sizeof(root1)));
+    ck_assert(wm_json_str(out, "root", root1, sizeof(root1)));
     free(out);
     write_bytes(SRC("build/out.o"), 100000, 2); /* local: the root does not move */
     out = run_index(false, 0);
     char root2[64];
-    ck_assert(json_str(out, "root", root2, sizeof(root2)));
+    ck_assert(wm_json_str(out, "root", root2, sizeof(root2)));
     ck_assert_str_eq(root1, root2);
     free(out);
 
@@ -298,19 +272,19 @@ START_TEST(in_place_write_rehashes_only_its_chunk)
     write_bytes(MNT("big.bin"), 64 << 20, 9);
     wait_caught_up();
     char *st = status_json();
-    long long before = json_num(st, "hashed_bytes");
+    long long before = wm_json_num(st, "hashed_bytes");
     free(st);
     int fd = open(MNT("big.bin"), O_WRONLY);
     ck_assert_int_eq(pwrite(fd, "four kilobytes, more or less", 28, 30 << 20), 28);
     close(fd);
     wait_caught_up();
     st = status_json();
-    long long read = json_num(st, "hashed_bytes") - before;
+    long long read = wm_json_num(st, "hashed_bytes") - before;
     free(st);
     ck_assert_msg(read > 0 && read <= 2 << 20, "re-read %lld bytes for a 28-byte write", read);
     char *out = run_index(true, 0); /* and the partial result is exact */
     ck_assert_msg(strstr(out, "\"consistent\":true"), "%s", out);
-    ck_assert_int_eq(json_num(out, "hashed"), 0);
+    ck_assert_int_eq(wm_json_num(out, "hashed"), 0);
     free(out);
 }
 END_TEST

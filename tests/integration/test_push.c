@@ -32,14 +32,6 @@ static void teardown(void)
     wm_teardown(&m);
 }
 
-static long long json_num(const char *s, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = s ? strstr(s, pat) : NULL;
-    return p ? atoll(p + strlen(pat)) : -1;
-}
-
 /* push --json with extra options; asserts the exit status; returns output. */
 static char *push(const char *opts, int want_status)
 {
@@ -90,7 +82,7 @@ START_TEST(initial_copy_then_no_change)
     write_random(SRC("big.bin"), 5 << 20, 1);
     ck_assert_int_eq(mkfifo(SRC("fifo"), 0644), 0); /* not content: skipped */
     char *out = push("", 0);
-    ck_assert_int_eq(json_num(out, "files"), 3);
+    ck_assert_int_eq(wm_json_num(out, "files"), 3);
     ck_assert_msg(strstr(out, "\"equal\":true"), "%s", out);
     free(out);
     ck_assert_int_eq(unlink(SRC("fifo")), 0);
@@ -106,9 +98,9 @@ START_TEST(initial_copy_then_no_change)
     assert_verified();
     /* No change: nothing but the handshake and manifest crosses. */
     out = push("", 0);
-    ck_assert_int_eq(json_num(out, "chunks_sent"), 0);
-    ck_assert_int_eq(json_num(out, "files"), 0);
-    ck_assert_int_lt(json_num(out, "bytes_out"), 1024);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 0);
+    ck_assert_int_lt(wm_json_num(out, "bytes_out"), 1024);
     free(out);
 }
 END_TEST
@@ -122,8 +114,8 @@ START_TEST(small_edits_send_one_chunk)
     ck_assert_int_eq(pwrite(fd, "!", 1, 10 << 20), 1);
     close(fd);
     char *out = push("", 0);
-    ck_assert_int_le(json_num(out, "chunks_sent"), 2);
-    ck_assert_int_le(json_num(out, "bytes_out"), 600 * 1024);
+    ck_assert_int_le(wm_json_num(out, "chunks_sent"), 2);
+    ck_assert_int_le(wm_json_num(out, "bytes_out"), 600 * 1024);
     free(out);
     assert_verified();
     /* 100 bytes inserted at the start shift everything: still a chunk or two. */
@@ -137,7 +129,7 @@ START_TEST(small_edits_send_one_chunk)
     close(fd);
     free(old);
     out = push("", 0);
-    ck_assert_int_le(json_num(out, "chunks_sent"), 2);
+    ck_assert_int_le(wm_json_num(out, "chunks_sent"), 2);
     free(out);
     assert_verified();
 }
@@ -153,9 +145,9 @@ START_TEST(rename_and_copy_send_no_data_and_extras_go)
     ck_assert_int_eq(wm_sh("cp '%s/moved/a.bin' '%s/copy.bin'", m.src, m.src), 0);
     ck_assert_int_eq(unlink(SRC("gone.txt")), 0);
     char *out = push("", 0);
-    ck_assert_int_eq(json_num(out, "chunks_sent"), 0);
-    ck_assert_int_ge(json_num(out, "deleted"), 2); /* dir and gone.txt */
-    ck_assert_int_lt(json_num(out, "bytes_out"), 16 * 1024);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    ck_assert_int_ge(wm_json_num(out, "deleted"), 2); /* dir and gone.txt */
+    ck_assert_int_lt(wm_json_num(out, "bytes_out"), 16 * 1024);
     free(out);
     assert_verified();
     /* --no-delete keeps extras; --dry-run changes nothing. */
@@ -164,8 +156,8 @@ START_TEST(rename_and_copy_send_no_data_and_extras_go)
     ck_assert_int_eq(access(DST("extra"), F_OK), 0);
     wm_write(SRC("new"), "new");
     out = push("--dry-run", 0);
-    ck_assert_int_eq(json_num(out, "files"), 1);
-    ck_assert_int_eq(json_num(out, "deleted"), 1);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "deleted"), 1);
     free(out);
     ck_assert_int_eq(access(DST("new"), F_OK), -1);
     ck_assert_int_eq(access(DST("extra"), F_OK), 0);
@@ -255,7 +247,7 @@ START_TEST(hard_links_stay_links)
                            m.src, m.src),
                      0);
     char *out = push("", 0);
-    ck_assert_int_le(json_num(out, "chunks_sent"), 6); /* the content travels once */
+    ck_assert_int_le(wm_json_num(out, "chunks_sent"), 6); /* the content travels once */
     free(out);
     struct stat a, b, c;
     ck_assert_int_eq(stat(DST("orig"), &a), 0);

@@ -350,6 +350,30 @@ bool wm_trees_equal(const char *a, const char *b, char *why, size_t why_size)
     return compare(a, b, "", true, why, why_size);
 }
 
+long long wm_json_num(const char *s, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = s ? strstr(s, pat) : NULL;
+    return p ? atoll(p + strlen(pat)) : -1;
+}
+
+bool wm_json_str(const char *s, const char *key, char *out, size_t size)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = s ? strstr(s, pat) : NULL;
+    if (!p)
+        return false;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\"");
+    if (n >= size)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     if (flag == FTW_DP)

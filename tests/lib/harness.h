@@ -65,6 +65,12 @@ bool wm_poll_content(const char *path, const char *want, int timeout_ms);
  * difference returns false and describes it in why. */
 bool wm_trees_equal(const char *a, const char *b, char *why, size_t why_size);
 
+/* The number after "key": in JSON text s (first match), or -1. */
+long long wm_json_num(const char *s, const char *key);
+
+/* The string after "key": in s, copied into out; false if absent/too long. */
+bool wm_json_str(const char *s, const char *key, char *out, size_t size);
+
 /* rm -rf, without following symlinks. */
 void wm_rm_rf(const char *path);
 

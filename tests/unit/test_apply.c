@@ -7,6 +7,7 @@
 #include "sync/chunker.h"
 #include "sync/index.h"
 #include "sync/indexer.h"
+#include "sync/wire.h"
 #include "tests/lib/harness.h"
 
 #include <check.h>
@@ -76,16 +77,16 @@ START_TEST(path_checks)
                          ".wsync/index.db", "a/./b"};
     char err[300];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        ck_assert_msg(apply_check_path(bad[i], err, sizeof(err)) == -EINVAL, "accepted '%s'",
+        ck_assert_msg(wire_path_check(bad[i], err, sizeof(err)) == -EINVAL, "accepted '%s'",
                       bad[i]);
     char longname[300];
     memset(longname, 'x', 256);
     longname[256] = '\0';
-    ck_assert_int_eq(apply_check_path(longname, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(wire_path_check(longname, err, sizeof(err)), -ENAMETOOLONG);
     ck_assert_ptr_nonnull(strstr(err, "255"));
     const char *good[] = {"a", "a/b/c", ".hidden", "sub/.wsync", "..x", "x..", "a b/c"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        ck_assert_msg(apply_check_path(good[i], err, sizeof(err)) == 0, "refused '%s': %s",
+        ck_assert_msg(wire_path_check(good[i], err, sizeof(err)) == 0, "refused '%s': %s",
                       good[i], err);
 }
 END_TEST
