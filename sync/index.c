@@ -474,6 +474,12 @@ static int64_t scalar(struct index *ix, const char *sql)
     return v;
 }
 
+uint64_t index_rows_upper_bound(struct index *ix)
+{
+    int64_t v = scalar(ix, "SELECT coalesce(max(fid), 0) FROM files");
+    return v > 0 ? (uint64_t)v : 0;
+}
+
 int index_stats(struct index *ix, struct index_stats *st)
 {
     memset(st, 0, sizeof(*st));

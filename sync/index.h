@@ -111,4 +111,7 @@ int index_journal_trim(struct index *ix, uint64_t keep);
 
 int index_stats(struct index *ix, struct index_stats *st);
 
+/* An upper bound on the number of rows, in O(log n) (for sizing tables). */
+uint64_t index_rows_upper_bound(struct index *ix);
+
 #endif
