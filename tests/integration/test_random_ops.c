@@ -2,8 +2,8 @@
  * test_random_ops.c — randomized differential test of the mount.  One random
  * sequence of file system ops (create, writes across 4 KiB / 128 KiB
  * boundaries, holes, truncate, every kind of rename, link, unlink, mkdir,
- * rmdir, chmod, symlink, readlink, read, stat, readdir, fsync, fds kept open
- * across renames and unlinks) runs in lockstep on a wsync mount and on a
+ * rmdir, chmod, symlink, readlink, read, stat, readdir, fsync, mmap, fds kept
+ * open across renames and unlinks) runs in lockstep on a wsync mount and on a
  * native directory.  Invariant: every op returns the same values, errnos and
  * data on both sides, and at checkpoints and at the end the mount, SRC and
  * the native tree are identical.
@@ -15,7 +15,8 @@
  * Replay: every failure names the seed, the op index and the op.  Run
  *     WSYNC_TEST_SEED=<seed> meson test -C build random_ops --print-errorlogs
  * (the given seed runs first); WSYNC_TEST_OPS=<n> sets the ops per seed and
- * WSYNC_TEST_TRACE=1 prints every op, and per-op success counts, to stderr.
+ * WSYNC_TEST_TRACE=1 prints every op, and per-op success counts, to stderr;
+ * WSYNC_TEST_SWEEP=<n> sets the ops between lstat sweeps (default 10).
  */
 #include "tests/lib/harness.h"
 
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +37,7 @@
 #define NSEEDS       3     /* seeds per test case: seed, seed + 1, seed + 2 */
 #define DEFAULT_OPS  10000 /* ops per seed */
 #define CHECK_EVERY  1000  /* ops between whole-tree comparisons */
+#define SWEEP_EVERY  10    /* ops between lstat sweeps over all names */
 #define NSLOTS       4     /* fds kept open across ops */
 #define MAX_IO       (300 << 10)
 #define MAX_FILE     (3 << 19) /* offsets stay below this, so files stay small */
@@ -165,7 +168,8 @@ static size_t pick_length(struct rng *r)
 
 static mode_t pick_mode(struct rng *r, bool dir)
 {
-    static const mode_t file_modes[] = {0644, 0600, 0755, 0444, 0640, 0000, 0777, 0700};
+    static const mode_t file_modes[] = {0644, 0600, 0755, 0444,  0640,
+                                        0000, 0777, 0700, 04755, 02750};
     static const mode_t dir_modes[] = {0755, 0700, 0750, 0777, 02775, 0555};
     if (dir)
         return dir_modes[rng_below(r, COUNT(dir_modes))];
@@ -175,7 +179,6 @@ static mode_t pick_mode(struct rng *r, bool dir)
 /* ---- the two sides and what an op did on one of them ---- */
 
 struct side {
-    const char *name; /* "wsync" or "native", for messages */
     char root[PATH_MAX];
     int dirfd;
     int slot[NSLOTS];   /* fds kept open across ops; -1 when closed */
@@ -401,7 +404,8 @@ static int name_cmp(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-/* readdir: the sorted names of a directory (following symlinks). */
+/* readdir: the sorted names of a directory (following symlinks), and for
+ * variant >= 70 an fsync of the directory. */
 static void op_readdir(struct side *s, const struct args *a, struct result *r)
 {
     int fd = step_fd(r, "open", openat(s->dirfd, a->p, O_RDONLY | O_DIRECTORY));
@@ -419,6 +423,8 @@ static void op_readdir(struct side *s, const struct args *a, struct result *r)
         errno = 0;
     }
     step(r, "readdir", errno ? -1 : 0);
+    if (a->variant >= 70)
+        step(r, "fsync", fsync(fd));
     qsort(names, n, sizeof(names[0]), name_cmp);
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {
@@ -469,16 +475,62 @@ static void op_fsync(struct side *s, const struct args *a, struct result *r)
     step(r, "close", close(fd));
 }
 
-/* slot_open: (re)open a long-lived fd: O_RDWR|O_CREAT (variant < 50),
- * O_RDWR (< 65), O_RDONLY (< 80) or O_WRONLY|O_APPEND. */
+/* mmap_write: map the whole file shared, store len bytes at off (both cut
+ * to fit: a shared map cannot grow the file), msync for variant < 50, unmap,
+ * close. */
+static void op_mmap_write(struct side *s, const struct args *a, struct result *r)
+{
+    int fd = step_fd(r, "open", openat(s->dirfd, a->p, O_RDWR));
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (step(r, "fstat", fstat(fd, &st)) == 0 && step(r, "fstat size", st.st_size) > 0) {
+        size_t size = (size_t)st.st_size;
+        char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (step(r, "mmap", map == MAP_FAILED ? -1 : 0) == 0) {
+            size_t off = (size_t)a->off % size;
+            memcpy(map + off, a->data, a->len < size - off ? a->len : size - off);
+            if (a->variant < 50)
+                step(r, "msync", msync(map, size, MS_SYNC));
+            step(r, "munmap", munmap(map, size));
+        }
+    }
+    step(r, "close", close(fd));
+}
+
+/* mmap_read: map the whole file read-only and copy out len bytes at off
+ * (cut to fit the file). */
+static void op_mmap_read(struct side *s, const struct args *a, struct result *r)
+{
+    int fd = step_fd(r, "open", openat(s->dirfd, a->p, O_RDONLY));
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (step(r, "fstat", fstat(fd, &st)) == 0 && step(r, "fstat size", st.st_size) > 0) {
+        size_t size = (size_t)st.st_size;
+        char *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (step(r, "mmap", map == MAP_FAILED ? -1 : 0) == 0) {
+            size_t off = (size_t)a->off % size;
+            r->len = a->len < size - off ? a->len : size - off;
+            memcpy(s->buf, map + off, r->len);
+            r->data = s->buf;
+            step(r, "munmap", munmap(map, size));
+        }
+    }
+    step(r, "close", close(fd));
+}
+
+/* slot_open: (re)open a long-lived fd: O_RDWR|O_CREAT (variant < 45),
+ * O_RDWR (< 60), O_RDWR|O_TRUNC (< 70), O_RDONLY (< 85) or O_WRONLY|O_APPEND. */
 static void op_slot_open(struct side *s, const struct args *a, struct result *r)
 {
     int *fd = &s->slot[a->slot];
     if (*fd >= 0)
         step(r, "close", close(*fd));
-    int flags = a->variant < 50   ? O_RDWR | O_CREAT
-                : a->variant < 65 ? O_RDWR
-                : a->variant < 80 ? O_RDONLY
+    int flags = a->variant < 45   ? O_RDWR | O_CREAT
+                : a->variant < 60 ? O_RDWR
+                : a->variant < 70 ? O_RDWR | O_TRUNC
+                : a->variant < 85 ? O_RDONLY
                                   : O_WRONLY | O_APPEND;
     *fd = step_fd(r, "open", openat(s->dirfd, a->p, flags, 0644));
 }
@@ -540,7 +592,7 @@ static const struct op ops[] = {
     {"rename", op_rename, 5, ANY, ANY, "pq", false, false},
     {"rename_noreplace", op_rename_noreplace, 3, ANY, ANY, "pq", false, false},
     {"rename_exchange", op_rename_exchange, 3, ANY, ANY, "pq", false, false},
-    {"link", op_link, 4, FILE_NAME, FILE_NAME, "pq", false, false},
+    {"link", op_link, 6, FILE_NAME, FILE_NAME, "pq", false, false},
     {"unlink", op_unlink, 6, ANY, ANY, "p", false, false},
     {"mkdir", op_mkdir, 6, DIR_NAME, ANY, "pm", false, true},
     {"rmdir", op_rmdir, 3, ANY, ANY, "p", false, false},
@@ -549,9 +601,11 @@ static const struct op ops[] = {
     {"readlink", op_readlink, 2, FILE_NAME, ANY, "p", false, false},
     {"read", op_read, 8, FILE_NAME, ANY, "pol", false, false},
     {"stat", op_stat, 6, ANY, ANY, "pv", false, false},
-    {"readdir", op_readdir, 3, DIR_NAME, ANY, "p", false, false},
+    {"readdir", op_readdir, 3, DIR_NAME, ANY, "pv", false, false},
     {"unlinked_open", op_unlinked_open, 2, FILE_NAME, ANY, "pol", true, false},
     {"fsync", op_fsync, 2, FILE_NAME, ANY, "pvol", true, false},
+    {"mmap_write", op_mmap_write, 2, FILE_NAME, ANY, "pvol", true, false},
+    {"mmap_read", op_mmap_read, 2, FILE_NAME, ANY, "pol", false, false},
     {"slot_open", op_slot_open, 4, FILE_NAME, ANY, "spv", false, false},
     {"slot_close", op_slot_close, 2, FILE_NAME, ANY, "s", false, false},
     {"slot_write", op_slot_write, 5, FILE_NAME, ANY, "svol", true, false},
@@ -567,6 +621,7 @@ struct run {
     int index; /* op being run; -1 before the first */
     char desc[512];
     struct side mnt, native;
+    int src_dirfd;       /* SRC itself, under the mount */
     unsigned char *data; /* MAX_IO bytes of write payload */
 };
 
@@ -703,6 +758,40 @@ static void trace_op(const struct run *run, const struct result *r)
             run->desc, i < r->nsteps ? r->what[i] : "ok", i < r->nsteps ? errname(r->err[i]) : "");
 }
 
+static void lstat_result(int dirfd, const char *name, struct result *r)
+{
+    struct stat st;
+    if (step(r, "lstat", fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) == 0)
+        stat_text(&st, r->text, sizeof(r->text));
+}
+
+/* lstat every name of the namespace in the mount and natively: catches link
+ * counts, sizes and modes that an op changed behind another name's back
+ * (hard links, renames over open files).  Without the writeback cache, SRC
+ * must agree too (as "wsync" in the message).  Runs every `every` ops. */
+static void sweep_names(struct run *run, int every)
+{
+    size_t len = strlen(run->desc);
+    for (size_t i = 0; i < COUNT(dir_names) + COUNT(file_names); i++) {
+        const char *name = i < COUNT(dir_names) ? dir_names[i] : file_names[i - COUNT(dir_names)];
+        struct result w = {0}, n = {0}, src = {0};
+        lstat_result(run->mnt.dirfd, name, &w);
+        lstat_result(run->native.dirfd, name, &n);
+        snprintf(run->desc + len, sizeof(run->desc) - len,
+                 ", then lstat(\"%s\") (sweep every %d ops: set WSYNC_TEST_SWEEP=1 to pin the op)",
+                 name, every);
+        compare_results(run, &w, &n);
+        if (run->writeback)
+            continue;
+        lstat_result(run->src_dirfd, name, &src);
+        snprintf(run->desc + len, sizeof(run->desc) - len,
+                 ", then lstat(\"%s\") in SRC (sweep every %d ops: WSYNC_TEST_SWEEP=1 pins the op)",
+                 name, every);
+        compare_results(run, &src, &n);
+    }
+    run->desc[len] = '\0';
+}
+
 static void compare_trees(const struct run *run, const char *a, const char *b, const char *what)
 {
     char why[1024];
@@ -711,9 +800,8 @@ static void compare_trees(const struct run *run, const char *a, const char *b, c
                  CHECK_EVERY, why);
 }
 
-static void side_open(struct side *s, const char *name, const char *root)
+static void side_open(struct side *s, const char *root)
 {
-    s->name = name;
     snprintf(s->root, sizeof(s->root), "%s", root);
     s->dirfd = open(root, O_RDONLY | O_DIRECTORY);
     ck_assert_msg(s->dirfd >= 0, "open %s: %s", root, strerror(errno));
@@ -751,7 +839,8 @@ static uint64_t env_u64(const char *name, uint64_t fallback)
 }
 
 /* Run the sequence for seed on m (already mounted) and a native dir next to
- * it, checking every op, the trees every CHECK_EVERY ops, and at the end. */
+ * it, checking every op and the lstat of every name after it, the trees
+ * every CHECK_EVERY ops, and everything at the end. */
 static void run_sequence(uint64_t seed, bool writeback)
 {
     char native_root[PATH_MAX];
@@ -761,12 +850,15 @@ static void run_sequence(uint64_t seed, bool writeback)
     ck_assert_int_eq(chmod(m.mnt, 0755), 0);
 
     struct run run = {.seed = seed, .writeback = writeback, .index = -1};
-    side_open(&run.mnt, "wsync", m.mnt);
-    side_open(&run.native, "native", native_root);
+    side_open(&run.mnt, m.mnt);
+    side_open(&run.native, native_root);
+    run.src_dirfd = open(m.src, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(run.src_dirfd, 0);
     run.data = malloc(MAX_IO);
     ck_assert_ptr_nonnull(run.data);
     int nops = (int)env_u64("WSYNC_TEST_OPS", DEFAULT_OPS);
     bool trace = env_u64("WSYNC_TEST_TRACE", 0) != 0;
+    int sweep_every = (int)env_u64("WSYNC_TEST_SWEEP", SWEEP_EVERY);
 
     int succeeded[COUNT(ops)] = {0}, tried[COUNT(ops)] = {0};
     struct rng rng;
@@ -782,6 +874,8 @@ static void run_sequence(uint64_t seed, bool writeback)
         compare_results(&run, &w, &n);
         if (trace)
             trace_op(&run, &n);
+        if ((run.index + 1) % sweep_every == 0)
+            sweep_names(&run, sweep_every);
         tried[op - ops]++;
         succeeded[op - ops] += all_steps_ok(&n);
         if ((run.index + 1) % CHECK_EVERY == 0) {
@@ -803,10 +897,13 @@ static void run_sequence(uint64_t seed, bool writeback)
     side_close(&run.mnt);
     side_close(&run.native);
     /* After unmount, SRC alone must hold everything. */
-    ck_assert_int_eq(wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt), 0);
+    int st = wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(st == 0, "seed %llu: wsync unmount %s exited with %d", (unsigned long long)seed,
+                  m.mnt, st);
     m.mounted = false;
     snprintf(run.desc, sizeof(run.desc), "(after unmount)");
     compare_trees(&run, m.src, native_root, "SRC and native tree");
+    close(run.src_dirfd);
     free(run.data);
 }
 
