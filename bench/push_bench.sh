@@ -253,7 +253,6 @@ except Exception: print("- - - - - -")' "$LOG/$tag.out")
         for f in err diff ldiff verify; do
             [ -s "$LOG/$tag.$f" ] && { echo "--- $tag.$f" >&2; head -20 "$LOG/$tag.$f" >&2; }
         done
-        FAILED_LOGS="${FAILED_LOGS:-}$tag "
     fi
 }
 NRUN=0
