@@ -251,7 +251,7 @@ except Exception: print("- - - - - -")' "$LOG/$tag.out")
     if [ "${OK[$tag]}" != ok ]; then
         say "  $tool FAILED in ($sc); details (all of it in $LOG/$tag.* with --keep):"
         for f in err diff ldiff verify; do
-            [ -s "$LOG/$tag.$f" ] && { echo "--- $tag.$f" >&2; head -20 "$LOG/$tag.$f" >&2; }
+            if [ -s "$LOG/$tag.$f" ]; then echo "--- $tag.$f" >&2; head -20 "$LOG/$tag.$f" >&2; fi
         done
     fi
 }
