@@ -96,6 +96,15 @@ START_TEST(initial_copy_then_no_change)
     ck_assert_int_eq(readlink(DST("abs-link"), target, sizeof(target)), 11);
     ck_assert_str_eq(target, "/etc/passwd");
     assert_verified();
+    /* A touch (mtime only) travels, without data. */
+    struct timespec old_times[2] = {{.tv_sec = 1500000000}, {.tv_sec = 1500000000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, SRC("big.bin"), old_times, 0), 0);
+    out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    free(out);
+    ck_assert_int_eq(stat(DST("big.bin"), &st), 0);
+    ck_assert_int_eq(st.st_mtim.tv_sec, 1500000000);
     /* No change: nothing but the handshake and manifest crosses. */
     out = push("", 0);
     ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
