@@ -370,7 +370,6 @@ count_other_wsync() {
     for fs in "${FSARR[@]}"; do
         [ -n "${BACK[$fs]:-}" ] && devs+="$(stat -c %d "${BACK[$fs]}") "
     done
-    devs+="$(stat -c %d "$T") "
     while read -r src tgt; do
         [ -n "$src" ] || continue
         case " ${MNT[*]} " in *" $tgt "*) continue ;; esac
@@ -468,7 +467,8 @@ phase_readcold() {
     done
 }
 
-gitc() { git -C "$1/tree" -c safe.directory='*' -c gc.auto=0 -c core.fsmonitor=false "${@:2}"; }
+# gitc MNT: GIT = git on MNT/tree (an array: `timeout` cannot run functions)
+gitc() { GIT=(git -C "$1/tree" -c safe.directory='*' -c gc.auto=0 -c core.fsmonitor=false); }
 
 phase_gitadd() {
     local r fs v
@@ -476,11 +476,12 @@ phase_gitadd() {
         each copy
         for fs in "${EACH[@]}"; do
             skip "$fs" gitadd && continue
-            if ! { rm -rf "${MNT[$fs]}/tree/.git" && gitc "${MNT[$fs]}" init -q && sync; }; then
+            gitc "${MNT[$fs]}"
+            if ! { rm -rf "${MNT[$fs]}/tree/.git" && "${GIT[@]}" init -q && sync; }; then
                 fail "$fs" gitadd
                 continue
             fi
-            v=$(timed gitc "${MNT[$fs]}" add -A) || { fail "$fs" gitadd; continue; }
+            v=$(timed "${GIT[@]}" add -A) || { fail "$fs" gitadd; continue; }
             add "$fs" gitadd "$v"
         done
     done
@@ -490,7 +491,8 @@ check_git() {
     local fs staged
     each copy
     for fs in "${EACH[@]}"; do
-        staged=$(gitc "${MNT[$fs]}" status --porcelain | grep -c '^A ')
+        gitc "${MNT[$fs]}"
+        staged=$("${GIT[@]}" status --porcelain | grep -c '^A ')
         if [ "$staged" -ne $((N_FILES + N_LINKS)) ]; then
             log "$fs: git status shows $staged staged paths, expected $((N_FILES + N_LINKS))"
             fail "$fs" gitstatus
@@ -515,7 +517,7 @@ phase_small() {
 }
 
 mbps() { awk -v mb="$SEQ_MB" -v t="$1" 'BEGIN { printf "%.6f\n", mb / t }'; }
-readbig() { dd if="$1/big" of=/dev/null bs=1M status=none; }
+readbig() { BIGREAD=(dd if="$1/big" of=/dev/null bs=1M status=none); } # as gitc
 
 phase_seq() {
     local r fs v size
@@ -534,7 +536,8 @@ phase_seq() {
         drop_caches
         each seqwrite
         for fs in "${EACH[@]}"; do
-            v=$(timed readbig "${MNT[$fs]}") || { fail "$fs" seqreadcold; continue; }
+            readbig "${MNT[$fs]}"
+            v=$(timed "${BIGREAD[@]}") || { fail "$fs" seqreadcold; continue; }
             add "$fs" seqreadcold "$(mbps "$v")"
         done
     done
@@ -542,7 +545,8 @@ phase_seq() {
         each seqwrite
         for fs in "${EACH[@]}"; do
             skip "$fs" seqreadwarm && continue
-            if timed readbig "${MNT[$fs]}" >/dev/null && v=$(timed readbig "${MNT[$fs]}"); then
+            readbig "${MNT[$fs]}"
+            if timed "${BIGREAD[@]}" >/dev/null && v=$(timed "${BIGREAD[@]}"); then
                 add "$fs" seqreadwarm "$(mbps "$v")"
             else
                 fail "$fs" seqreadwarm
