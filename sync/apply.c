@@ -7,6 +7,7 @@
  * reopened per write, so a batch of 100k files holds no fds.
  */
 #include "apply.h"
+#include "dir_times.h"
 #include "index.h"
 #include "wire.h"
 
@@ -73,6 +74,7 @@ struct applier {
     unsigned char *chunk_buf; /* CHUNKER_MAX_SIZE bytes for local chunk reads */
     struct deferred *deferred; /* deletes and links, applied at commit: see apply_delete */
     size_t ndeferred, cap_deferred;
+    struct dir_times *dir_times; /* mtimes to leave on directories this batch changed */
     char err[1024];
 };
 
@@ -195,7 +197,10 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
     a->dry_run = dry_run;
     a->root_fd = a->staging_fd = -1;
     a->chunk_buf = malloc(CHUNKER_MAX_SIZE);
-    if (!a->chunk_buf) {
+    a->dir_times = dir_times_new();
+    if (!a->chunk_buf || !a->dir_times) {
+        free(a->chunk_buf);
+        dir_times_free(a->dir_times);
         free(a);
         return -ENOMEM;
     }
@@ -266,6 +271,7 @@ void apply_close(struct applier *a)
     free_deferred(a);
     free(a->deferred);
     free(a->chunk_buf);
+    dir_times_free(a->dir_times);
     if (a->staging_fd >= 0)
         close(a->staging_fd);
     if (a->root_fd >= 0)
@@ -552,16 +558,38 @@ static void mtime_times(int64_t mtime_ns, struct timespec tv[2])
     tv[1] = (struct timespec){.tv_sec = mtime_ns / 1000000000, .tv_nsec = mtime_ns % 1000000000};
 }
 
+/* The entries of path's parent directory (open as dirfd) are about to
+ * change: remember the mtime it has now, to put back at commit unless the
+ * sender sends one (dir_times.h). */
+static int note_parent(struct applier *a, const char *path, int dirfd)
+{
+    if (a->dry_run)
+        return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return 0; /* ROOT itself: not an entry of the tree */
+    struct stat st;
+    if (fstat(dirfd, &st) < 0)
+        return fail(a, -errno, "stat the directory of %s: %s", path, strerror(errno));
+    char parent[WIRE_MAX_PATH + 1];
+    size_t n = (size_t)(slash - path);
+    memcpy(parent, path, n);
+    parent[n] = '\0';
+    if (dir_times_before(a->dir_times, parent, ns_of(st.st_mtim)))
+        return fail(a, -ENOMEM, "out of memory");
+    return 0;
+}
+
 int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns)
 {
     const char *base;
     int dirfd = open_parent(a, path, &base);
     if (dirfd < 0)
         return dirfd;
-    int r = 0;
     struct stat st;
     bool exists = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (exists && !S_ISDIR(st.st_mode) && !a->dry_run) {
+    int r = exists && S_ISDIR(st.st_mode) ? 0 : note_parent(a, path, dirfd);
+    if (!r && exists && !S_ISDIR(st.st_mode) && !a->dry_run) {
         r = remove_tree(dirfd, base);
         exists = false;
     }
@@ -570,10 +598,9 @@ int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtim
             r = fail(a, -errno, "mkdir %s: %s", path, strerror(errno));
         else if (fchmodat(dirfd, base, mode & 0777, 0) < 0)
             r = fail(a, -errno, "chmod %s: %s", path, strerror(errno));
-        struct timespec tv[2];
-        mtime_times(mtime_ns, tv);
-        if (!r)
-            utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW);
+        /* Set at commit, once the batch's entries are in it. */
+        if (!r && dir_times_sent(a->dir_times, path, mtime_ns))
+            r = fail(a, -ENOMEM, "out of memory");
     }
     if (!r)
         r = index_note(a, path, dirfd, base, NULL, NULL, 0, NULL, exists);
@@ -583,16 +610,16 @@ int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtim
     return r;
 }
 
-int apply_symlink(struct applier *a, const char *path, const char *target)
+int apply_symlink(struct applier *a, const char *path, const char *target, int64_t mtime_ns)
 {
     const char *base;
     int dirfd = open_parent(a, path, &base);
     if (dirfd < 0)
         return dirfd;
-    int r = 0;
     struct stat st;
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (!a->dry_run) {
+    int r = note_parent(a, path, dirfd);
+    if (!r && !a->dry_run) {
         /* Made aside and renamed over: the old entry or the new, never none. */
         char tmp[64];
         snprintf(tmp, sizeof(tmp), ".wsync-link-%d-%ld", (int)getpid(), (long)random());
@@ -606,6 +633,10 @@ int apply_symlink(struct applier *a, const char *path, const char *target)
             if (r)
                 unlinkat(dirfd, tmp, 0);
         }
+        struct timespec tv[2];
+        mtime_times(mtime_ns, tv);
+        if (!r)
+            utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW); /* the link itself */
     }
     if (!r)
         r = index_note(a, path, dirfd, base, NULL, NULL, 0, target, existed);
@@ -667,8 +698,8 @@ static int delete_now(struct applier *a, const char *path)
     }
     if (dirfd < 0)
         return dirfd;
-    int r = a->dry_run ? 0 : remove_tree(dirfd, base);
-    if (r)
+    int r = note_parent(a, path, dirfd);
+    if (!r && !a->dry_run && (r = remove_tree(dirfd, base)))
         r = fail(a, r, "delete %s: %s", path, strerror(-r));
     if (!r && !a->dry_run) {
         r = txn(a);
@@ -685,17 +716,17 @@ static int delete_now(struct applier *a, const char *path)
     return r;
 }
 
-/* Verify, fsync and rename one staged file into place. */
-static int finish_one(struct applier *a, size_t i)
+/* Check one staged file before anything is renamed: complete, and its
+ * bytes hash to its file id; then its mode and mtime.  Not synced here: the
+ * commit syncs the whole filesystem once (apply_commit). */
+static int seal_one(struct applier *a, size_t i)
 {
     struct staged *s = &a->staged[i];
     if (s->missing)
         return fail(a, -EPROTO, "'%s' is incomplete: %zu chunks never arrived", s->path,
                     s->missing);
-    if (a->dry_run) {
-        a->counts.files++;
+    if (a->dry_run)
         return 0;
-    }
     char name[32];
     snprintf(name, sizeof(name), "%zu.part", i);
     int fd = openat(a->staging_fd, name, O_RDWR | O_CLOEXEC);
@@ -713,23 +744,31 @@ static int finish_one(struct applier *a, size_t i)
     mtime_times(s->mtime_ns, tv);
     if (!r)
         futimens(fd, tv);
-    if (!r && fsync(fd) < 0)
-        r = fail(a, -errno, "fsync %s: %s", s->path, strerror(errno));
     close(fd);
-    if (r)
-        return r;
+    return r;
+}
+
+/* Rename one sealed (and synced) staged file into place. */
+static int place_one(struct applier *a, size_t i)
+{
+    struct staged *s = &a->staged[i];
+    if (a->dry_run) {
+        a->counts.files++;
+        return 0;
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "%zu.part", i);
     const char *base;
     int dirfd = open_parent(a, s->path, &base);
     if (dirfd < 0)
         return dirfd;
     struct stat st;
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (existed && S_ISDIR(st.st_mode))
+    int r = note_parent(a, s->path, dirfd);
+    if (!r && existed && S_ISDIR(st.st_mode))
         r = remove_tree(dirfd, base);
     if (!r && renameat(a->staging_fd, name, dirfd, base) < 0)
         r = fail(a, -errno, "rename into %s: %s", s->path, strerror(errno));
-    if (!r && fsync(dirfd) < 0)
-        r = fail(a, -errno, "fsync the directory of %s: %s", s->path, strerror(errno));
     if (!r)
         r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL,
                        existed);
@@ -763,6 +802,8 @@ static int link_now(struct applier *a, const char *path, const char *existing)
     char tmp[64];
     snprintf(tmp, sizeof(tmp), ".wsync-link-%d-%ld", (int)getpid(), (long)random());
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!r)
+        r = note_parent(a, path, dirfd);
     if (!r && existed && S_ISDIR(st.st_mode))
         r = remove_tree(dirfd, base);
     if (!r && linkat(efd, ebase, dirfd, tmp, 0) < 0)
@@ -789,14 +830,67 @@ static int link_now(struct applier *a, const char *path, const char *existing)
     return r;
 }
 
+/* Give a directory the mtime the batch must leave on it, and its index row
+ * the stat that follows.  A directory deleted meanwhile is skipped. */
+static int set_dir_time(const char *path, int64_t mtime_ns, void *arg)
+{
+    struct applier *a = arg;
+    int fd = open_beneath(a->root_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return 0;
+    struct timespec tv[2];
+    mtime_times(mtime_ns, tv);
+    struct stat st;
+    int r = futimens(fd, tv) == 0 && fstat(fd, &st) == 0 ? 0 : -errno;
+    close(fd);
+    if (r)
+        return 0; /* best effort, as for files: the content is what counts */
+    struct index_file f = {
+        .path = (char *)path,
+        .type = S_IFDIR,
+        .mode = st.st_mode & 07777,
+        .mtime_ns = ns_of(st.st_mtim),
+        .ctime_ns = ns_of(st.st_ctim),
+        .ino = st.st_ino,
+    };
+    r = txn(a);
+    if (!r && (r = index_touch(a->ix, &f)))
+        r = fail(a, r, "index: %s", index_error(a->ix));
+    return r;
+}
+
+/* One sync of ROOT's filesystem: everything written so far is on disk. */
+static int sync_root(struct applier *a, const char *what)
+{
+    if (a->dry_run || syncfs(a->staging_fd) == 0)
+        return 0;
+    return fail(a, -errno, "syncfs (%s): %s", what, strerror(errno));
+}
+
+/* Durable, and fast: instead of an fsync per file and per directory (two
+ * journal commits each), every staged file is sealed, then one syncfs makes
+ * their bytes durable, then they are renamed into place and the batch's
+ * deletes, links and directory times applied, then a second syncfs makes
+ * the names durable.  A crash before the second sync leaves each path old
+ * or new (a rename is atomic, and never names unsynced bytes); ACK follows
+ * the second sync. */
 int apply_commit(struct applier *a)
 {
     int r = 0;
     for (size_t i = 0; !r && i < a->nstaged; i++)
-        r = finish_one(a, i);
+        r = seal_one(a, i);
+    if (!r && a->nstaged)
+        r = sync_root(a, "staged files");
+    for (size_t i = 0; !r && i < a->nstaged; i++)
+        r = place_one(a, i);
     for (size_t i = 0; !r && i < a->ndeferred; i++)
         r = a->deferred[i].existing ? link_now(a, a->deferred[i].path, a->deferred[i].existing)
                                     : delete_now(a, a->deferred[i].path);
+    if (!r)
+        r = dir_times_foreach(a->dir_times, set_dir_time, a);
+    if (!r)
+        r = sync_root(a, "renames");
+    dir_times_clear(a->dir_times);
     free_deferred(a);
     clear_batch(a);
     if (!r && a->in_txn) {

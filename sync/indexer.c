@@ -164,8 +164,8 @@ static bool stat_clean(const struct index_file *row, const struct index_file *no
 {
     if (row->type != now->type || row->mode != now->mode)
         return false;
-    if (now->type == S_IFDIR)
-        return true;
+    if (now->type == S_IFDIR) /* mtime kept exact: a push sends it */
+        return row->mtime_ns == now->mtime_ns;
     return row->size == now->size && row->mtime_ns == now->mtime_ns &&
            row->ctime_ns == now->ctime_ns && row->ino == now->ino;
 }

@@ -260,7 +260,7 @@ static int plan_row(const struct index_file *f, void *arg)
         rm->seen = true;
     uint32_t mode = f->mode & 0777;
     if (rm && rm->e.type == f->type && (rm->e.mode & 0777) == mode) {
-        if (f->type == S_IFDIR)
+        if (f->type == S_IFDIR && rm->e.mtime_ns == f->mtime_ns)
             return 0;
         /* Same content but another mtime (a touch): resent, and the far
          * side rebuilds it from its own chunks, so no data travels. */
@@ -270,7 +270,7 @@ static int plan_row(const struct index_file *f, void *arg)
             return 0;
         }
         if (f->type == S_IFLNK && rm->e.target && f->target &&
-            strcmp(rm->e.target, f->target) == 0)
+            strcmp(rm->e.target, f->target) == 0 && rm->e.mtime_ns == f->mtime_ns)
             return 0;
     }
     const char *first = f->type == S_IFREG ? first_name(pl, f->ino, f->path) : NULL;

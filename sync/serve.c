@@ -146,7 +146,7 @@ static int on_update(struct session *s, const struct msg_update *u)
         return 0;
     switch (u->type) {
     case S_IFDIR: return apply_mkdir(s->ap, u->path, u->mode, u->mtime_ns);
-    case S_IFLNK: return apply_symlink(s->ap, u->path, u->target);
+    case S_IFLNK: return apply_symlink(s->ap, u->path, u->target, u->mtime_ns);
     case S_IFREG:
         if (u->inline_data)
             return apply_file_inline(s->ap, u->path, u->mode, u->mtime_ns, u->data, u->size);

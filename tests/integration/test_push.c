@@ -268,6 +268,121 @@ START_TEST(hard_links_stay_links)
 }
 END_TEST
 
+static void set_mtime(const char *path, time_t sec)
+{
+    struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = sec, .tv_nsec = 123456789}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* DEST's mtime of rel equals SRC's, to the nanosecond, without following links. */
+static void assert_same_mtime(const char *rel)
+{
+    struct stat a, b;
+    ck_assert_int_eq(lstat(SRC(rel), &a), 0);
+    ck_assert_msg(lstat(DST(rel), &b) == 0, "%s missing in DEST", rel);
+    ck_assert_msg(a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec,
+                  "mtime of %s: SRC %lld.%09ld, DEST %lld.%09ld", rel, (long long)a.st_mtim.tv_sec,
+                  a.st_mtim.tv_nsec, (long long)b.st_mtim.tv_sec, b.st_mtim.tv_nsec);
+}
+
+START_TEST(directory_and_symlink_mtimes_are_kept)
+{
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    ck_assert_int_eq(mkdir(SRC("d/sub"), 0700), 0);
+    wm_write(SRC("d/sub/f"), "one");
+    write_random(SRC("d/big"), 300000, 11);
+    ck_assert_int_eq(symlink("sub/f", SRC("d/link")), 0);
+    set_mtime(SRC("d/link"), 1400000000);
+    set_mtime(SRC("d/sub"), 1400000001);
+    set_mtime(SRC("d"), 1400000002);
+    free(push("", 0));
+    const char *all[] = {"d", "d/sub", "d/link", "d/sub/f", "d/big"};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        assert_same_mtime(all[i]);
+    /* Content replaced in place: the file is renamed into d/ on the far
+     * side, yet d/ keeps the mtime SRC's d/ still has. */
+    int fd = open(SRC("d/big"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "!", 1, 1000), 1);
+    close(fd);
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    free(out);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        assert_same_mtime(all[i]);
+    /* A new entry moves SRC's d/ mtime: that travels too. */
+    wm_write(SRC("d/new"), "new");
+    ck_assert_int_eq(unlink(SRC("d/sub/f")), 0);
+    free(push("", 0));
+    assert_same_mtime("d");
+    assert_same_mtime("d/sub");
+    assert_same_mtime("d/new");
+    /* Only a directory's mtime changed: it is sent alone, no data. */
+    set_mtime(SRC("d/sub"), 1300000000);
+    out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "dirs"), 1);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    free(out);
+    assert_same_mtime("d/sub");
+    assert_verified();
+}
+END_TEST
+
+/* The commit's durability order, seen by strace on the far side: staged
+ * bytes are synced before the first rename into place, and the renames
+ * are synced before the ACK goes out: one syncfs each, not an fsync per
+ * file and directory. */
+START_TEST(commit_syncs_before_renames_and_before_ack)
+{
+    ck_assert_int_eq(mkdir(SRC("a"), 0755), 0);
+    ck_assert_int_eq(mkdir(SRC("b"), 0755), 0);
+    for (int i = 0; i < 20; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "%s/f%02d", i % 2 ? "a" : "b", i);
+        write_random(SRC(rel), 5000 + (size_t)i * 1000, 200 + (unsigned)i);
+    }
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof(log), "%s/strace.log", m.root);
+    char opts[PATH_MAX + 128];
+    snprintf(opts, sizeof(opts),
+             "--rsh 'strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,renameat,renameat2,write'",
+             log);
+    free(push(opts, 0));
+    assert_verified();
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int n = 0, first_rename = -1, last_rename = -1, renames = 0, syncfs_before = 0,
+        syncfs_after = 0, ack_write = -1, file_fsyncs = 0;
+    int syncfs_at[16], nsync = 0;
+    while (fgets(line, sizeof(line), f)) {
+        n++;
+        if (strstr(line, "syncfs(") && nsync < 16)
+            syncfs_at[nsync++] = n;
+        if (strstr(line, "rename") && strstr(line, ".part")) {
+            renames++;
+            if (first_rename < 0)
+                first_rename = n;
+            last_rename = n;
+        }
+        if (strstr(line, "fsync(") && !strstr(line, "index.db"))
+            file_fsyncs++; /* not sqlite's own (-y names each fd's file) */
+        if (last_rename > 0 && ack_write < 0 && strstr(line, "write(1"))
+            ack_write = n;
+    }
+    fclose(f);
+    ck_assert_int_eq(renames, 20);
+    for (int i = 0; i < nsync; i++) {
+        syncfs_before += syncfs_at[i] < first_rename;
+        syncfs_after += syncfs_at[i] > last_rename && syncfs_at[i] < ack_write;
+    }
+    ck_assert_msg(syncfs_before == 1 && syncfs_after == 1,
+                  "syncfs: %d before the renames, %d between them and the ACK (%d in all)",
+                  syncfs_before, syncfs_after, nsync);
+    ck_assert_msg(file_fsyncs == 0, "%d fsyncs of files or directories: syncfs replaces them",
+                  file_fsyncs);
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -397,6 +512,8 @@ int main(void)
     tcase_add_test(tc, symlink_in_dest_cannot_redirect_writes);
     tcase_add_test(tc, bad_destinations_are_named);
     tcase_add_test(tc, hard_links_stay_links);
+    tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
+    tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
     tcase_add_test(tc, kill_9_of_either_side_leaves_no_torn_file);

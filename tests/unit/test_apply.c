@@ -213,7 +213,7 @@ START_TEST(symlinks_in_the_way_are_not_followed)
     ck_assert_int_lt(apply_commit(ap), 0);
     ck_assert_ptr_nonnull(strstr(apply_error(ap), "evil/pwned"));
     ck_assert_int_lt(apply_mkdir(ap, "evil/dir", 0755, 0), 0);
-    ck_assert_int_lt(apply_symlink(ap, "evil/l", "/etc/passwd"), 0);
+    ck_assert_int_lt(apply_symlink(ap, "evil/l", "/etc/passwd", 0), 0);
     char p[PATH_MAX + 16];
     snprintf(p, sizeof(p), "%s/pwned", outside);
     ck_assert_int_eq(access(p, F_OK), -1);
