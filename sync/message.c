@@ -71,7 +71,7 @@ const char *msg_type_name(unsigned type)
         [MSG_UPDATE] = "UPDATE", [MSG_CHUNKS] = "CHUNKS",     [MSG_WANT] = "WANT",
         [MSG_DATA] = "DATA",     [MSG_DELETE] = "DELETE",     [MSG_RENAME] = "RENAME",
         [MSG_LINK] = "LINK",     [MSG_COMMIT] = "COMMIT",     [MSG_ACK] = "ACK",
-        [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",
+        [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",           [MSG_LIST] = "LIST",
     };
     static __thread char unknown[16];
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -563,13 +563,22 @@ static int decode_hello(struct msg *m, struct reader *r)
 
 /* ---- MANIFEST ---------------------------------------------------------- */
 
+int msg_path_cmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    while (*x && *x == *y)
+        x++, y++;
+    unsigned cx = *x == '/' ? 1u : *x, cy = *y == '/' ? 1u : *y;
+    return (int)cx - (int)cy;
+}
+
 static int check_entry(const struct msg_entry *e, const char *prev, const char *what, char *err,
                        size_t errsize)
 {
     int r = check_path(e->path, "path", what, err, errsize);
     if (r)
         return r;
-    if (prev && strcmp(prev, e->path) >= 0)
+    if (prev && msg_path_cmp(prev, e->path) >= 0)
         return failf(err, errsize, -EPROTO, what, "entries out of order: '%.200s' after '%.200s'",
                      e->path, prev);
     if (type_to_wire(e->type) < 0)
@@ -587,8 +596,9 @@ static int check_entry(const struct msg_entry *e, const char *prev, const char *
     return 0;
 }
 
-/* Entry fields after the path, shared by the frame body and the digest. */
-static void put_entry_tail(struct writer *w, const struct msg_entry *e)
+/* Entry fields after the path, shared by the frame body and the digest
+ * (which leaves out a directory's subtree digest: wire false). */
+static void put_entry_tail(struct writer *w, const struct msg_entry *e, bool wire)
 {
     put_u8(w, (uint8_t)type_to_wire(e->type));
     put_u32(w, e->mode);
@@ -598,6 +608,8 @@ static void put_entry_tail(struct writer *w, const struct msg_entry *e)
         put_id(w, &e->id);
     } else if (e->type == S_IFLNK) {
         put_str(w, e->target, strlen(e->target));
+    } else if (wire) {
+        put_id(w, &e->id);
     }
 }
 
@@ -629,7 +641,7 @@ static int encode_manifest(struct writer *w, const struct msg_manifest *mf, char
                 shared++;
         put_u16(&bw, (uint16_t)shared);
         put_str(&bw, en->path + shared, plen - shared);
-        put_entry_tail(&bw, en);
+        put_entry_tail(&bw, en, true);
         prev = first = en->path;
         count++;
         if (body.len >= MANIFEST_BATCH || i + 1 == mf->n) {
@@ -706,6 +718,9 @@ static int decode_manifest(struct msg *m, struct reader *r)
             uint32_t tlen;
             if ((e = get_str(m, &b, "target", UINT32_MAX, -EMSGSIZE, &en->target, &tlen)))
                 return e;
+        } else if (en->type == S_IFDIR) {
+            if ((e = get_id(&b, "subtree digest", &en->id)))
+                return e;
         }
         if ((e = check_entry(en, prev, r->what, r->err, r->errsize)))
             return e;
@@ -738,7 +753,7 @@ void msg_manifest_digest_add(struct content_hasher *h, const struct msg_entry *e
         content_hasher_update(h, b.buf, b.len);
         content_hasher_update(h, e->target, strlen(e->target));
     } else {
-        put_entry_tail(&w, e); /* at most 1 + 4 + 8 + 8 + 16 bytes: fits */
+        put_entry_tail(&w, e, false); /* at most 1 + 4 + 8 + 8 + 16 bytes: fits */
         content_hasher_update(h, b.buf, b.len);
     }
     assert(b.buf == small); /* never reallocated */
@@ -1068,6 +1083,54 @@ static int decode_data(struct msg *m, struct reader *r)
     return 0;
 }
 
+/* ---- LIST -------------------------------------------------------------- */
+
+/* "" (ROOT) or a path that passes the path check. */
+static int check_list_dir(const char *dir, const char *what, char *err, size_t errsize)
+{
+    return dir[0] ? check_path(dir, "directory", what, err, errsize) : 0;
+}
+
+static int encode_list(struct writer *w, const struct msg_list *l, char *err, size_t errsize)
+{
+    if (l->n == 0 || l->n > MSG_LIST_MAX)
+        return failf(err, errsize, l->n ? -EMSGSIZE : -EINVAL, "LIST",
+                     "%zu directories (1..%u allowed)", l->n, MSG_LIST_MAX);
+    for (size_t i = 0; i < l->n; i++) {
+        int e = check_list_dir(l->dirs[i], "LIST", err, errsize);
+        if (e)
+            return e;
+    }
+    size_t f = frame_begin(w, MSG_LIST);
+    put_u32(w, (uint32_t)l->n);
+    for (size_t i = 0; i < l->n; i++)
+        put_str(w, l->dirs[i], strlen(l->dirs[i]));
+    frame_end(w, f);
+    return 1;
+}
+
+static int decode_list(struct msg *m, struct reader *r)
+{
+    uint32_t n;
+    int e = get_u32(r, "directory count", &n);
+    if (e)
+        return e;
+    if (n == 0 || n > MSG_LIST_MAX)
+        return RFAIL(r, n ? -EMSGSIZE : -EPROTO, "%u directories (1..%u allowed)", n,
+                     MSG_LIST_MAX);
+    const char **dirs = arena_alloc(m, (size_t)n * sizeof(*dirs));
+    if (!dirs)
+        return no_memory(r);
+    for (uint32_t i = 0; i < n; i++) {
+        if ((e = get_str(m, r, "directory", WIRE_MAX_PATH, -ENAMETOOLONG, &dirs[i], NULL)) ||
+            (e = check_list_dir(dirs[i], r->what, r->err, r->errsize)))
+            return e;
+    }
+    m->list.dirs = dirs;
+    m->list.n = n;
+    return get_end(r);
+}
+
 /* ---- the small ones ---------------------------------------------------- */
 
 static int encode_paths(struct writer *w, uint8_t type, const char *a, const char *fa,
@@ -1150,6 +1213,9 @@ int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsi
     case MSG_DELETE:
         r = encode_paths(&w, MSG_DELETE, m->del.path, "path", NULL, NULL, err, errsize);
         break;
+    case MSG_LIST:
+        r = encode_list(&w, &m->list, err, errsize);
+        break;
     case MSG_RENAME:
         r = encode_paths(&w, MSG_RENAME, m->rename.from, "from", m->rename.to, "to", err, errsize);
         break;
@@ -1220,6 +1286,9 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
     case MSG_DELETE:
         e = get_path(m, &r, "path", &m->del.path);
         e = e ? e : get_end(&r);
+        break;
+    case MSG_LIST:
+        e = decode_list(m, &r);
         break;
     case MSG_RENAME:
         e = get_path(m, &r, "from", &m->rename.from);

@@ -43,7 +43,11 @@ enum msg_type {
     MSG_ACK = 12,
     MSG_ERROR = 13,
     MSG_BYE = 14,
+    MSG_LIST = 15,
 };
+
+/* Directories one LIST may name (a hard limit of the protocol). */
+#define MSG_LIST_MAX 1024u
 
 #define MSG_ROLE_SENDER   1
 #define MSG_ROLE_RECEIVER 2
@@ -71,7 +75,9 @@ struct msg_hello {
     struct content_id skip_digest;
 };
 
-/* One path the receiver has.  id: file id (S_IFREG); target: S_IFLNK. */
+/* One path the receiver has.  id: the file id (S_IFREG), or the subtree
+ * digest of a directory (manifest.h): the manifest digest of every entry
+ * below it.  target: S_IFLNK. */
 struct msg_entry {
     const char *path;
     uint32_t type;
@@ -82,8 +88,9 @@ struct msg_entry {
     const char *target;
 };
 
-/* A batch of entries in strictly increasing strcmp() order of path.  The
- * encoder splits a long batch into frames; each decodes as its own batch. */
+/* A batch of entries in strictly increasing tree order of path
+ * (msg_path_cmp).  The encoder splits a long batch into frames; each
+ * decodes as its own batch. */
 struct msg_manifest {
     const struct msg_entry *entries;
     size_t n;
@@ -135,6 +142,11 @@ struct msg_data {
 struct msg_path {
     const char *path;
 };
+/* Ask for the entries directly inside each directory ("" is ROOT). */
+struct msg_list {
+    const char *const *dirs;
+    size_t n; /* 1..MSG_LIST_MAX */
+};
 struct msg_rename {
     const char *from, *to;
 };
@@ -169,6 +181,7 @@ struct msg {
         struct msg_want want;
         struct msg_data data;
         struct msg_path del;
+        struct msg_list list;
         struct msg_rename rename;
         struct msg_link link;
         struct msg_commit commit;
@@ -213,9 +226,14 @@ void msg_release(struct msg *m);
 /* "HELLO", "UPDATE", ...; "type 0x2a" for an unknown byte (static buffer). */
 const char *msg_type_name(unsigned type);
 
+/* Tree order: strcmp() with '/' below every other byte, so that a
+ * directory's subtree follows it directly ("a", "a/b", "a.c"; strcmp puts
+ * "a.c" between).  Negative, zero or positive like strcmp. */
+int msg_path_cmp(const char *a, const char *b);
+
 /* The manifest digest: XXH3-128 over every entry's canonical encoding
- * (full path, type, mode, mtime_ns, then size and id, or target), in
- * manifest order.  Start with content_hasher_init, add each entry, finish
+ * (full path, type, mode, mtime_ns, then size and file id, or target; a
+ * directory's subtree digest is not part of it), in tree order.  Start with content_hasher_init, add each entry, finish
  * with content_hasher_final.  Two sides whose digests are equal have the
  * same manifest, mtimes included. */
 void msg_manifest_digest_add(struct content_hasher *h, const struct msg_entry *e);

@@ -11,6 +11,7 @@
 #include "push.h"
 #include "index.h"
 #include "indexer.h"
+#include "manifest.h"
 #include "message.h"
 #include "transport.h"
 #include "tree_root.h"
@@ -105,6 +106,11 @@ struct sender {
     struct index *ix;
     struct indexer *in;
     struct wire *w;
+    struct manifest *local; /* SRC's manifest, with subtree digests */
+    bool *pruned;           /* per local entry: a directory whose subtree the far side has */
+    bool listed;            /* remote holds the answer to HELLO, not yet used */
+    bool elided;            /* ... which was: identical, nothing listed */
+    uint64_t sent;          /* messages sent in the current batch */
     struct remote_map remote;
     char *err;
     size_t errsize;
@@ -145,6 +151,7 @@ static void progress(struct sender *p, const char *phase, bool done)
 
 static int send_msg(struct sender *p, const struct msg *m)
 {
+    p->sent++;
     return wire_send(p->w, m, p->err, p->errsize);
 }
 
@@ -161,7 +168,8 @@ static int explain_failure(struct sender *p, int r)
     return r;
 }
 
-static int read_manifest(struct sender *p)
+/* Read MANIFEST frames into the remote map until MANIFEST_END. */
+static int read_listing(struct sender *p)
 {
     for (;;) {
         struct msg m;
@@ -173,6 +181,7 @@ static int read_manifest(struct sender *p)
                 r = remote_add(&p->remote, &m.manifest.entries[i]);
         } else if (m.type == MSG_MANIFEST_END) {
             p->res->dest_root = m.manifest_end.root;
+            p->elided = (m.manifest_end.flags & MSG_MANIFEST_ELIDED) != 0;
             msg_release(&m);
             return 0;
         } else if (m.type == MSG_ERROR) {
@@ -493,6 +502,8 @@ static int open_source(struct sender *p)
     }
     if (!r && (r = tree_root_from_index(p->ix, &p->res->src_root)))
         snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
+    if (!r && (r = manifest_build(p->ix, 0777, &p->local)))
+        snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r));
     return r;
 }
 
@@ -501,7 +512,10 @@ static int handshake(struct sender *p)
     uint32_t flags = (p->opt->delete_extra ? MSG_HELLO_DELETE : 0) |
                      (p->opt->dry_run ? MSG_HELLO_DRY_RUN : 0) |
                      (p->opt->verify_only ? MSG_HELLO_VERIFY : 0);
-    struct msg hello = {.type = MSG_HELLO, .hello = {.role = MSG_ROLE_SENDER, .flags = flags}};
+    struct msg hello = {.type = MSG_HELLO,
+                        .hello = {.role = MSG_ROLE_SENDER,
+                                  .flags = flags,
+                                  .skip_digest = *manifest_digest(p->local)}};
     int r = send_msg(p, &hello);
     if (!r)
         r = wire_flush(p->w, p->err, p->errsize);
@@ -516,7 +530,9 @@ static int handshake(struct sender *p)
         }
         msg_release(&theirs);
     }
-    return r ? r : read_manifest(p);
+    if (!r && !(r = read_listing(p)))
+        p->listed = true;
+    return r;
 }
 
 /* COMMIT what was sent since the last one and wait until it is durable. */
@@ -539,15 +555,139 @@ static int commit_batch(struct sender *p, bool want_root)
     return r;
 }
 
-int sender_sync_all(struct sender *p)
+/* Ask for the entries of the directories at local positions pos[0..n)
+ * (SIZE_MAX: ROOT), MSG_LIST_MAX per round trip. */
+static int list_dirs(struct sender *p, const size_t *pos, size_t n)
+{
+    const char *dirs[MSG_LIST_MAX];
+    for (size_t i = 0; i < n; i += MSG_LIST_MAX) {
+        size_t k = n - i < MSG_LIST_MAX ? n - i : MSG_LIST_MAX;
+        for (size_t j = 0; j < k; j++)
+            dirs[j] = pos[i + j] == SIZE_MAX ? "" : manifest_entry(p->local, pos[i + j])->path;
+        struct msg m = {.type = MSG_LIST, .list = {.dirs = dirs, .n = k}};
+        int r = send_msg(p, &m);
+        if (!r)
+            r = wire_flush(p->w, p->err, p->errsize);
+        if (!r)
+            r = read_listing(p);
+        if (r)
+            return explain_failure(p, r);
+    }
+    p->sent = 0; /* a LIST is not part of a batch */
+    return 0;
+}
+
+/* Find where the trees differ, one directory level per round trip: the
+ * far side has listed ROOT; a directory both sides have whose subtree
+ * digests are equal is pruned (nothing below it is compared or sent), one
+ * whose digests differ is listed in the next round. */
+static int descend(struct sender *p)
+{
+    size_t n = manifest_count(p->local);
+    free(p->pruned);
+    p->pruned = calloc(n ? n : 1, sizeof(*p->pruned));
+    size_t *level = malloc(sizeof(*level)), nlevel = 1;
+    if (!p->pruned || !level) {
+        free(level);
+        return -ENOMEM;
+    }
+    level[0] = SIZE_MAX;
+    int r = 0;
+    while (!r && nlevel) {
+        size_t *next = NULL, nnext = 0, cap = 0;
+        for (size_t d = 0; !r && d < nlevel; d++) {
+            size_t lo = level[d] == SIZE_MAX ? 0 : level[d] + 1;
+            size_t hi = level[d] == SIZE_MAX ? n : manifest_end(p->local, level[d]);
+            for (size_t i = lo; !r && i < hi; i = manifest_end(p->local, i)) {
+                const struct msg_entry *e = manifest_entry(p->local, i);
+                struct remote *rm = e->type == S_IFDIR ? remote_get(&p->remote, e->path) : NULL;
+                if (!rm || rm->e.type != S_IFDIR)
+                    continue;
+                if (content_id_eq(&rm->e.id, &e->id)) {
+                    p->pruned[i] = true;
+                    continue;
+                }
+                if (manifest_end(p->local, i) == i + 1 && !p->opt->delete_extra)
+                    continue; /* empty here, extras kept: nothing to learn below */
+                if (nnext == cap) {
+                    cap = cap ? 2 * cap : 64;
+                    size_t *v = realloc(next, cap * sizeof(*v));
+                    if (!v) {
+                        r = -ENOMEM;
+                        break;
+                    }
+                    next = v;
+                }
+                next[nnext++] = i;
+            }
+        }
+        if (!r && nnext)
+            r = list_dirs(p, next, nnext);
+        free(level);
+        level = next;
+        nlevel = nnext;
+    }
+    free(level);
+    return r;
+}
+
+/* Every local entry in tree order; a pruned directory's subtree is skipped
+ * (its regular files are only recorded, so that a new hard link to one of
+ * them is still sent as a LINK). */
+static int plan_all(struct sender *p)
 {
     struct plan pl = {.p = p};
-    int r = index_foreach(p->ix, "", plan_row, &pl);
+    size_t n = manifest_count(p->local);
+    int r = 0;
+    for (size_t i = 0; !r && i < n;) {
+        const struct msg_entry *e = manifest_entry(p->local, i);
+        struct index_file f = {.path = (char *)e->path, .type = e->type, .mode = e->mode,
+                               .size = (int64_t)e->size, .mtime_ns = e->mtime_ns,
+                               .ino = manifest_ino(p->local, i), .id = e->id,
+                               .target = (char *)e->target};
+        r = plan_row(&f, &pl);
+        size_t end = manifest_end(p->local, i);
+        if (!p->pruned[i]) {
+            i++;
+            continue;
+        }
+        for (size_t j = i + 1; j < end; j++)
+            if (manifest_entry(p->local, j)->type == S_IFREG)
+                first_name(&pl, manifest_ino(p->local, j), manifest_entry(p->local, j)->path);
+        i = end;
+    }
     plan_free(&pl);
+    return r;
+}
+
+int sender_sync_all(struct sender *p)
+{
+    int r = 0;
+    if (!p->listed) {
+        /* A later pass of a session: SRC's index and DEST moved on. */
+        manifest_free(p->local);
+        p->local = NULL;
+        remote_free(&p->remote);
+        memset(&p->remote, 0, sizeof(p->remote));
+        if ((r = manifest_build(p->ix, 0777, &p->local)))
+            return snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r)), r;
+        size_t root = SIZE_MAX;
+        if ((r = list_dirs(p, &root, 1)))
+            return r;
+    }
+    p->listed = false;
+    if (p->elided)
+        return 0; /* the same manifest on both sides; dest_root came with it */
+    p->sent = 0;
+    r = descend(p);
+    if (!r)
+        r = plan_all(p);
     if (!r && p->opt->delete_extra)
         r = send_deletes(p);
     if (r || p->opt->dry_run)
         return r ? explain_failure(p, r) : 0;
+    if (p->sent == 0)
+        return 0; /* nothing differs: the root the far side listed is current */
     return commit_batch(p, true);
 }
 
@@ -645,6 +785,8 @@ int sender_close(struct sender *p, int r)
     wire_free(p->w);
     indexer_free(p->in);
     index_close(p->ix);
+    manifest_free(p->local);
+    free(p->pruned);
     remote_free(&p->remote);
     if (p->src_fd >= 0)
         close(p->src_fd);

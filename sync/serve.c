@@ -12,6 +12,7 @@
 #include "apply.h"
 #include "index.h"
 #include "indexer.h"
+#include "manifest.h"
 #include "message.h"
 #include "tree_root.h"
 #include "wire.h"
@@ -23,7 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MANIFEST_BATCH 1024
+#define MANIFEST_BATCH 4096 /* entries per MANIFEST message (the encoder splits frames) */
 
 struct session {
     struct wire *w;
@@ -32,6 +33,8 @@ struct session {
     struct applier *ap;
     const char *root;
     uint32_t flags; /* the sender's HELLO flags */
+    struct manifest *mf;       /* NULL: not made yet, or stale after a commit */
+    struct content_id root_id; /* tree root, made with mf */
     struct content_id *want;
     size_t nwant;
     char *err;
@@ -56,83 +59,76 @@ static void send_error(struct session *s, int code, const char *path)
         wire_flush(s->w, ignored, sizeof(ignored));
 }
 
-struct manifest_state {
-    struct session *s;
-    struct msg_entry batch[MANIFEST_BATCH];
-    char *paths[MANIFEST_BATCH]; /* copies: rows die after the callback */
-    char *targets[MANIFEST_BATCH];
-    size_t n;
-    uint64_t count;
-    struct content_hasher digest;
-    int r;
-};
-
-static int flush_manifest(struct manifest_state *ms)
+/* Our manifest, made on first use after each commit (which makes it stale):
+ * the index brought up to date by a stat pass, then loaded with digests. */
+static int load_manifest(struct session *s)
 {
-    int r = 0;
-    if (ms->n) {
-        struct msg m = {.type = MSG_MANIFEST, .manifest = {.entries = ms->batch, .n = ms->n}};
-        r = send_msg(ms->s, &m);
-    }
-    for (size_t i = 0; i < ms->n; i++) {
-        free(ms->paths[i]);
-        free(ms->targets[i]);
-    }
-    ms->n = 0;
-    return r;
-}
-
-static int add_entry(const struct index_file *f, void *arg)
-{
-    struct manifest_state *ms = arg;
-    size_t i = ms->n;
-    ms->paths[i] = strdup(f->path);
-    ms->targets[i] = f->target ? strdup(f->target) : NULL;
-    if (!ms->paths[i])
-        return -ENOMEM;
-    ms->batch[i] = (struct msg_entry){.path = ms->paths[i],
-                                      .type = f->type,
-                                      .mode = f->mode & 07777,
-                                      .mtime_ns = f->mtime_ns,
-                                      .size = f->type == S_IFREG ? (uint64_t)f->size : 0,
-                                      .id = f->id,
-                                      .target = ms->targets[i]};
-    msg_manifest_digest_add(&ms->digest, &ms->batch[i]);
-    ms->n++;
-    ms->count++;
-    return ms->n == MANIFEST_BATCH ? flush_manifest(ms) : 0;
-}
-
-/* Our index brought up to date, then sent: entries (unless only roots are
- * compared) and MANIFEST_END with the root. */
-static int send_manifest(struct session *s)
-{
-    struct indexer_counts c;
-    int r = indexer_scan(s->in, &c);
+    if (s->mf)
+        return 0;
+    int r = indexer_scan(s->in, NULL);
     if (r)
         return snprintf(s->err, s->errsize, "indexing %s: %s", s->root, strerror(-r)), r;
-    struct msg end = {.type = MSG_MANIFEST_END};
-    r = tree_root_from_index(s->ix, &end.manifest_end.root);
-    if (r)
+    if ((r = tree_root_from_index(s->ix, &s->root_id)))
         return snprintf(s->err, s->errsize, "tree root of %s: %s", s->root, strerror(-r)), r;
-    struct manifest_state *ms = calloc(1, sizeof(*ms));
-    if (!ms)
-        return -ENOMEM;
-    ms->s = s;
-    content_hasher_init(&ms->digest);
-    if (!(s->flags & MSG_HELLO_VERIFY)) {
-        r = index_foreach(s->ix, "", add_entry, ms);
-        if (!r)
-            r = flush_manifest(ms);
-        else
-            flush_manifest(ms);
-    }
-    end.manifest_end.count = ms->count;
-    content_hasher_final(&ms->digest, &end.manifest_end.digest);
-    free(ms);
-    if (!r)
-        r = send_msg(s, &end);
+    if ((r = manifest_build(s->ix, 07777, &s->mf)))
+        return snprintf(s->err, s->errsize, "manifest of %s: %s", s->root, strerror(-r)), r;
+    return 0;
+}
+
+static int send_end(struct session *s, uint32_t flags, uint64_t count)
+{
+    struct msg end = {.type = MSG_MANIFEST_END,
+                      .manifest_end = {.flags = flags,
+                                       .count = count,
+                                       .root = s->root_id,
+                                       .digest = *manifest_digest(s->mf)}};
+    int r = send_msg(s, &end);
     return r ? r : wire_flush(s->w, s->err, s->errsize);
+}
+
+/* The entries directly inside each of dirs (a directory's entry carries its
+ * subtree digest), one MANIFEST per directory, then MANIFEST_END.  A name
+ * that is not a directory here lists nothing. */
+static int send_listing(struct session *s, const char *const *dirs, size_t n)
+{
+    int r = load_manifest(s);
+    if (r)
+        return r;
+    struct msg_entry *batch = malloc(MANIFEST_BATCH * sizeof(*batch));
+    if (!batch)
+        return -ENOMEM;
+    uint64_t count = 0;
+    for (size_t d = 0; !r && d < n; d++) {
+        size_t lo, hi, k = 0;
+        if (!manifest_subtree(s->mf, dirs[d], &lo, &hi))
+            continue;
+        for (size_t i = lo; !r && i < hi; i = manifest_end(s->mf, i)) {
+            batch[k++] = *manifest_entry(s->mf, i);
+            if (k == MANIFEST_BATCH || manifest_end(s->mf, i) >= hi) {
+                struct msg m = {.type = MSG_MANIFEST, .manifest = {.entries = batch, .n = k}};
+                r = send_msg(s, &m);
+                count += k;
+                k = 0;
+            }
+        }
+    }
+    free(batch);
+    return r ? r : send_end(s, 0, count);
+}
+
+/* The answer to HELLO: the root and digest only (VERIFY, or ELIDED when
+ * the sender's skip_digest is our digest), else ROOT's entries. */
+static int send_manifest(struct session *s, const struct content_id *skip)
+{
+    int r = load_manifest(s);
+    if (r)
+        return r;
+    if (s->flags & MSG_HELLO_VERIFY)
+        return send_end(s, 0, 0);
+    if (content_id_eq(skip, manifest_digest(s->mf)))
+        return send_end(s, MSG_MANIFEST_ELIDED, 0);
+    const char *root = "";
+    return send_listing(s, &root, 1);
 }
 
 static bool excluded(struct session *s, const char *path, bool is_dir)
@@ -183,6 +179,8 @@ static int on_commit(struct session *s, const struct msg_commit *c)
     s->nwant = 0;
     if (!r)
         r = apply_commit(s->ap);
+    manifest_free(s->mf); /* a later LIST sees the tree as it is now */
+    s->mf = NULL;
     if (r) {
         if (!s->err[0])
             snprintf(s->err, s->errsize, "%s", apply_error(s->ap));
@@ -215,6 +213,7 @@ static int session_loop(struct session *s)
                                                 : apply_link(s->ap, m.link.path, m.link.existing);
             break;
         case MSG_COMMIT: r = on_commit(s, &m.commit); break;
+        case MSG_LIST: r = send_listing(s, m.list.dirs, m.list.n); break;
         case MSG_BYE: msg_release(&m); return 0;
         case MSG_ERROR:
             snprintf(s->err, s->errsize, "the sender gave up: %s", m.error.message);
@@ -247,6 +246,7 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
         return r;
     }
     s.flags = hello.hello.flags;
+    struct content_id skip = hello.hello.skip_digest;
     bool sender = hello.hello.role == MSG_ROLE_SENDER;
     msg_release(&hello);
     if (!sender) {
@@ -276,7 +276,7 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     if (!r)
         r = apply_open(root, s.ix, (s.flags & MSG_HELLO_DRY_RUN) != 0, &s.ap, err, errsize);
     if (!r)
-        r = send_manifest(&s);
+        r = send_manifest(&s, &skip);
     if (!r)
         r = session_loop(&s);
 out:
@@ -285,6 +285,7 @@ out:
     else
         wire_flush(s.w, err, errsize);
     apply_close(s.ap);
+    manifest_free(s.mf);
     indexer_free(s.in);
     index_close(s.ix);
     free(s.want);

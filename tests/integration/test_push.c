@@ -268,6 +268,53 @@ START_TEST(hard_links_stay_links)
 }
 END_TEST
 
+static void set_mtime(const char *path, time_t sec);
+static void assert_same_mtime(const char *rel);
+
+/* The far side lists only the directories whose subtree digests differ
+ * from SRC's, level by level: what crosses grows with the change, not with
+ * the tree. */
+START_TEST(unchanged_subtrees_are_not_listed)
+{
+    for (int d = 0; d < 40; d++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "pkg%02d", d);
+        ck_assert_int_eq(mkdir(SRC(rel), 0755), 0);
+        snprintf(rel, sizeof(rel), "pkg%02d/sub", d);
+        ck_assert_int_eq(mkdir(SRC(rel), 0755), 0);
+        for (int f = 0; f < 25; f++) {
+            snprintf(rel, sizeof(rel), "pkg%02d/sub/file-with-a-longish-name-%02d.c", d, f);
+            wm_write(SRC(rel), rel);
+        }
+    }
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1000);
+    free(out);
+    /* No change: the digests match, nothing is listed. */
+    out = push("", 0);
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 256);
+    ck_assert_int_lt(wm_json_num(out, "bytes_out"), 256);
+    free(out);
+    /* One file changed three levels down; one deleted elsewhere. */
+    wm_write(SRC("pkg17/sub/file-with-a-longish-name-03.c"), "changed");
+    set_mtime(SRC("pkg17/sub"), 1500000000);
+    ck_assert_int_eq(unlink(SRC("pkg30/sub/file-with-a-longish-name-09.c")), 0);
+    out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "deleted"), 1);
+    /* ROOT's 40 entries, then pkg17 and pkg30, then their sub/ (25 entries
+     * each): ~4 KiB, where the whole manifest is ~50 KiB. */
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 6 * 1024);
+    free(out);
+    assert_verified();
+    assert_same_mtime("pkg17/sub");
+    assert_same_mtime("pkg30/sub");
+    out = push("", 0);
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 256); /* identical again */
+    free(out);
+}
+END_TEST
+
 static void set_mtime(const char *path, time_t sec)
 {
     struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = sec, .tv_nsec = 123456789}};
@@ -513,6 +560,7 @@ int main(void)
     tcase_add_test(tc, bad_destinations_are_named);
     tcase_add_test(tc, hard_links_stay_links);
     tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
+    tcase_add_test(tc, unchanged_subtrees_are_not_listed);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
