@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunk_groups.h"
 #include "chunker.h"
 #include "content_id.h"
 #include "wire.h"
@@ -44,6 +45,7 @@ enum msg_type {
     MSG_ERROR = 13,
     MSG_BYE = 14,
     MSG_LIST = 15,
+    MSG_GROUP = 16,
 };
 
 /* Directories one LIST may name (a hard limit of the protocol). */
@@ -104,9 +106,13 @@ struct msg_manifest_end {
 };
 
 /* A path's new state.  S_IFREG: size, then either inline data (size <=
- * WIRE_INLINE_MAX) or the chunk list (offsets are filled by the decoder;
- * the encoder ignores them); file_id is computed by the decoder from the
- * content, never sent.  S_IFDIR: nothing more.  S_IFLNK: target. */
+ * WIRE_INLINE_MAX), or the chunk list (offsets are filled by the decoder;
+ * the encoder ignores them), or (ngroups > 0) the chunk list as group ids
+ * (chunk_groups.h), each checked for a count and byte total the file's size
+ * allows.  file_id is computed by the decoder from the content, never sent;
+ * for a grouped list it stays zero: the receiver computes it once it knows
+ * every group's chunks (msg_chunk_list_check).  S_IFDIR: nothing more.
+ * S_IFLNK: target. */
 struct msg_update {
     const char *path;
     uint32_t type;
@@ -117,6 +123,8 @@ struct msg_update {
     const uint8_t *data; /* inline: size bytes */
     const struct chunk *chunks;
     size_t nchunks;
+    const struct chunk_group *groups;
+    size_t ngroups;
     struct content_id file_id;
     const char *target;
     uint32_t pending_, chunks_cap_; /* codec-private: chunks still due, room for */
@@ -142,6 +150,15 @@ struct msg_data {
 struct msg_path {
     const char *path;
 };
+/* The chunks of a group a WANT named (their lengths and ids; offsets from
+ * the group's start, filled by the decoder).  The decoder checks them
+ * against the group id. */
+struct msg_group {
+    struct content_id id;
+    const struct chunk *chunks;
+    size_t n; /* 1..CHUNK_GROUP_MAX */
+};
+
 /* Ask for the entries directly inside each directory ("" is ROOT). */
 struct msg_list {
     const char *const *dirs;
@@ -182,6 +199,7 @@ struct msg {
         struct msg_data data;
         struct msg_path del;
         struct msg_list list;
+        struct msg_group group;
         struct msg_rename rename;
         struct msg_link link;
         struct msg_commit commit;
@@ -218,6 +236,12 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
                size_t errsize);
 int msg_decode_more(struct msg *m, uint8_t type, const uint8_t *payload, size_t len, char *err,
                     size_t errsize);
+
+/* Check a whole chunk list c[0..n) of a file of size bytes against the
+ * chunker's rules, as the decoder does for an UPDATE's list (offsets are
+ * not looked at).  0, or -errno with err naming path and the chunk. */
+int msg_chunk_list_check(const char *path, uint64_t size, const struct chunk *c, size_t n,
+                         char *err, size_t errsize);
 
 /* Free what a decoded message owns and zero it (a no-op on an encoder's
  * message, which owns nothing). */

@@ -10,6 +10,7 @@
  */
 #include "serve.h"
 #include "apply.h"
+#include "group_resolve.h"
 #include "index.h"
 #include "indexer.h"
 #include "manifest.h"
@@ -33,6 +34,7 @@ struct session {
     struct applier *ap;
     const char *root;
     uint32_t flags; /* the sender's HELLO flags */
+    struct group_resolver *gr; /* grouped chunk lists of this batch */
     struct manifest *mf;       /* NULL: not made yet, or stale after a commit */
     struct content_id root_id; /* tree root, made with mf */
     struct content_id *want;
@@ -136,6 +138,24 @@ static bool excluded(struct session *s, const char *path, bool is_dir)
     return indexer_excludes(path, is_dir, s->in);
 }
 
+/* A grouped chunk list is complete: check it as the decoder checks a sent
+ * list, derive the file id from it, and stage the file. */
+static int on_resolved(const struct resolved_file *f, void *arg)
+{
+    struct session *s = arg;
+    int r = msg_chunk_list_check(f->path, f->size, f->chunks, f->nchunks, s->err, s->errsize);
+    if (r)
+        return r;
+    struct content_hasher h;
+    struct content_id file_id;
+    content_hasher_init(&h);
+    for (size_t i = 0; i < f->nchunks; i++)
+        content_hasher_update(&h, f->chunks[i].id.b, CONTENT_ID_SIZE);
+    content_hasher_final(&h, &file_id);
+    return apply_file(s->ap, f->path, f->mode, f->mtime_ns, f->size, &file_id, f->chunks,
+                      f->nchunks, &s->want, &s->nwant);
+}
+
 static int on_update(struct session *s, const struct msg_update *u)
 {
     if (excluded(s, u->path, u->type == S_IFDIR))
@@ -146,34 +166,58 @@ static int on_update(struct session *s, const struct msg_update *u)
     case S_IFREG:
         if (u->inline_data)
             return apply_file_inline(s->ap, u->path, u->mode, u->mtime_ns, u->data, u->size);
+        if (u->ngroups)
+            return group_resolver_add(s->gr, u, &s->want, &s->nwant, on_resolved, s, s->err,
+                                      s->errsize);
         return apply_file(s->ap, u->path, u->mode, u->mtime_ns, u->size, &u->file_id, u->chunks,
                           u->nchunks, &s->want, &s->nwant);
     default: return snprintf(s->err, s->errsize, "UPDATE of %s: bad type", u->path), -EPROTO;
     }
 }
 
-/* COMMIT: ask for what we lack, take it, make it durable, ACK. */
-static int on_commit(struct session *s, const struct msg_commit *c)
+/* Send a WANT for what s->want has collected; returns how many ids. */
+static int flush_wants(struct session *s, size_t *asked)
 {
     struct msg want = {.type = MSG_WANT, .want = {.ids = s->want, .n = s->nwant}};
     int r = s->nwant ? send_msg(s, &want) : 0;
     if (!r)
         r = wire_flush(s->w, s->err, s->errsize);
-    for (size_t got = 0; !r && got < s->nwant;) {
+    *asked += s->nwant;
+    s->nwant = 0;
+    return r;
+}
+
+/* COMMIT: ask for what we lack (chunks, and groups of grouped chunk lists,
+ * whose chunks may in turn be wanted), take it, make it durable, ACK. */
+static int on_commit(struct session *s, const struct msg_commit *c)
+{
+    size_t asked = 0, got = 0;
+    int r = flush_wants(s, &asked);
+    while (!r && got < asked) {
         struct msg m;
         r = wire_recv(s->w, &m, s->err, s->errsize);
         if (r)
             break;
         if (m.type == MSG_DATA) {
             r = apply_chunk(s->ap, &m.data.id, m.data.bytes, m.data.len);
-            got++;
+        } else if (m.type == MSG_GROUP) {
+            r = group_resolver_take(s->gr, &m.group, on_resolved, s, s->err, s->errsize);
+            if (!r)
+                r = flush_wants(s, &asked);
         } else {
-            snprintf(s->err, s->errsize, "expected DATA after COMMIT, got %s",
+            snprintf(s->err, s->errsize, "expected DATA or GROUP after COMMIT, got %s",
                      msg_type_name(m.type));
             r = -EPROTO;
         }
+        got++;
         msg_release(&m);
     }
+    if (!r && group_resolver_pending(s->gr)) {
+        snprintf(s->err, s->errsize, "%zu files still wait for chunk groups at COMMIT",
+                 group_resolver_pending(s->gr));
+        r = -EPROTO;
+    }
+    group_resolver_clear(s->gr);
     free(s->want);
     s->want = NULL;
     s->nwant = 0;
@@ -275,6 +319,8 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
         r = indexer_new(root, s.ix, &s.in, err, errsize);
     if (!r)
         r = apply_open(root, s.ix, (s.flags & MSG_HELLO_DRY_RUN) != 0, &s.ap, err, errsize);
+    if (!r && !(s.gr = group_resolver_new(s.ix)))
+        r = -ENOMEM;
     if (!r)
         r = send_manifest(&s, &skip);
     if (!r)
@@ -286,6 +332,7 @@ out:
         wire_flush(s.w, err, errsize);
     apply_close(s.ap);
     manifest_free(s.mf);
+    group_resolver_free(s.gr);
     indexer_free(s.in);
     index_close(s.ix);
     free(s.want);

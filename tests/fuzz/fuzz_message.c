@@ -61,6 +61,14 @@ static void write_seeds(const char *dir)
         {.path = "d/link", .type = S_IFLNK, .mode = 0777, .target = "file"},
     };
     const char *list_dirs[] = {"", "d", "d/sub"};
+    struct chunk gchunks[4] = {{.len = CHUNKER_MIN_SIZE, .id = ids[0]},
+                               {.len = CHUNKER_MIN_SIZE, .id = ids[1]},
+                               {.len = CHUNKER_MIN_SIZE, .id = ids[2]},
+                               {.len = 7, .id = ids[0]}};
+    struct chunk_group groups[2] = {{.count = 2, .bytes = 2 * CHUNKER_MIN_SIZE},
+                                    {.count = 2, .bytes = CHUNKER_MIN_SIZE + 7}};
+    chunk_group_id(gchunks, 2, &groups[0].id);
+    chunk_group_id(gchunks + 2, 2, &groups[1].id);
     struct content_id text_id;
     content_id_of_chunk(text, sizeof(text), &text_id);
     struct msg ms[] = {
@@ -88,6 +96,14 @@ static void write_seeds(const char *dir)
         {.type = MSG_DATA, .data = {.id = text_id, .bytes = text, .len = sizeof(text)}},
         {.type = MSG_DELETE, .del = {.path = "gone"}},
         {.type = MSG_LIST, .list = {.dirs = list_dirs, .n = 3}},
+        {.type = MSG_UPDATE,
+         .update = {.path = "e/g",
+                    .type = S_IFREG,
+                    .mode = 0644,
+                    .size = 3 * CHUNKER_MIN_SIZE + 7,
+                    .groups = groups,
+                    .ngroups = 2}},
+        {.type = MSG_GROUP, .group = {.id = groups[0].id, .chunks = gchunks, .n = 2}},
         {.type = MSG_RENAME, .rename = {.from = "a/b", .to = "c"}},
         {.type = MSG_LINK, .link = {.path = "h", .existing = "e/t"}},
         {.type = MSG_COMMIT, .commit = {.seq = 1, .flags = MSG_COMMIT_WANT_ROOT}},

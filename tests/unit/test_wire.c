@@ -1010,6 +1010,81 @@ START_TEST(list_limits_and_tree_order)
 }
 END_TEST
 
+START_TEST(grouped_lists_and_groups)
+{
+    uint64_t size;
+    struct chunk *c = make_chunks(300, 7, &size);
+    struct chunk_group *g;
+    size_t ng;
+    ck_assert_int_eq(chunk_groups_cut(c, 300, &g, &ng), 0);
+    ck_assert_uint_gt(ng, 1);
+    struct msg_buf b = {0};
+    struct msg u = {.type = MSG_UPDATE,
+                    .update = {.path = "big", .type = S_IFREG, .mode = 0644, .size = size,
+                               .groups = g, .ngroups = ng}};
+    encode_ok(&b, &u);
+    struct msg m;
+    char err[512];
+    ck_assert_msg(decode_after_hello(&b, &m, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(m.update.ngroups, ng);
+    ck_assert_uint_eq(m.update.nchunks, 0);
+    for (size_t i = 0; i < ng; i++) {
+        ck_assert_uint_eq(m.update.groups[i].count, g[i].count);
+        ck_assert_uint_eq(m.update.groups[i].bytes, g[i].bytes);
+        ck_assert(content_id_eq(&m.update.groups[i].id, &g[i].id));
+    }
+    msg_release(&m);
+    b.len = 0;
+    /* Sums that do not make the file are refused by the encoder... */
+    g[0].bytes += 1;
+    ck_assert_int_eq(msg_encode(&u, &b, err, sizeof(err)), -EPROTO);
+    g[0].bytes -= 1;
+    uint32_t count0 = g[0].count;
+    g[0].count = CHUNK_GROUP_MAX + 1;
+    ck_assert_int_eq(msg_encode(&u, &b, err, sizeof(err)), -EPROTO);
+    ck_assert_uint_eq(b.len, 0);
+    g[0].count = count0;
+    /* ...and by the decoder: the first group's byte total, patched. */
+    encode_ok(&b, &u);
+    size_t first = 5 + (4 + 3) + 1 + 4 + 8 + 8 + 1 + 4 + 4; /* frame, path .. group count */
+    b.buf[first + 4] ^= 1;
+    refused(&b, -EPROTO, "add up to");
+    encode_ok(&b, &u);
+    b.buf[first] = 0; /* a group of 0 chunks */
+    b.buf[first + 1] = 0;
+    refused(&b, -EPROTO, "has 0 chunks");
+    /* A GROUP round-trips and is checked against its id. */
+    struct msg grp = {.type = MSG_GROUP, .group = {.id = g[0].id, .chunks = c, .n = g[0].count}};
+    encode_ok(&b, &grp);
+    ck_assert_msg(decode_after_hello(&b, &m, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(m.group.n, g[0].count);
+    ck_assert_uint_eq(m.group.chunks[1].off, c[0].len);
+    msg_release(&m);
+    b.len = 0;
+    grp.group.id = g[1].id; /* not these chunks */
+    ck_assert_int_eq(msg_encode(&grp, &b, err, sizeof(err)), -EBADMSG);
+    grp.group.id = g[0].id;
+    encode_ok(&b, &grp);
+    b.buf[b.len - 1] ^= 1; /* the last chunk id */
+    refused(&b, -EBADMSG, "does not match its chunks");
+    grp.group.n = 0;
+    ck_assert_int_eq(msg_encode(&grp, &b, err, sizeof(err)), -EPROTO);
+    size_t f = raw_begin(&b, MSG_GROUP);
+    raw_id(&b, g[0].id);
+    raw_le(&b, CHUNK_GROUP_MAX + 1, 4);
+    raw_end(&b, f);
+    refused(&b, -EMSGSIZE, "chunks in");
+    /* The whole-list check the receiver runs on a resolved list. */
+    ck_assert_int_eq(msg_chunk_list_check("big", size, c, 300, err, sizeof(err)), 0);
+    ck_assert_int_eq(msg_chunk_list_check("big", size + 1, c, 300, err, sizeof(err)), -EPROTO);
+    c[5].len = 100; /* a short chunk that is not the last */
+    ck_assert_int_eq(msg_chunk_list_check("big", size, c, 300, err, sizeof(err)), -EPROTO);
+    msg_buf_release(&b);
+    free(g);
+    free(c);
+}
+END_TEST
+
 START_TEST(hello_rules)
 {
     struct msg_buf b = {0};
@@ -1501,6 +1576,7 @@ int main(void)
     tcase_add_test(tc, malformed_frames_are_refused_with_a_reason);
     tcase_add_test(tc, hello_rules);
     tcase_add_test(tc, list_limits_and_tree_order);
+    tcase_add_test(tc, grouped_lists_and_groups);
     tcase_add_test(tc, data_must_match_its_id);
     tcase_add_test(tc, encoder_refuses_what_the_decoder_would);
     tcase_add_test(tc, truncation_at_every_byte_is_refused);
