@@ -89,8 +89,21 @@ static int send_end(struct session *s, uint32_t flags, uint64_t count)
 }
 
 /* The entries directly inside each of dirs (a directory's entry carries its
- * subtree digest), one MANIFEST per directory, then MANIFEST_END.  A name
- * that is not a directory here lists nothing. */
+ * subtree digest), then MANIFEST_END.  Entries go out in MANIFEST batches
+ * of up to MANIFEST_BATCH; a sender names the directories of one level in
+ * tree order, and then their entries are in tree order too, so many
+ * directories share a batch (and its lz4); an entry out of order starts a
+ * new one.  A name that is not a directory here lists nothing. */
+static int send_batch(struct session *s, const struct msg_entry *batch, size_t *k,
+                      uint64_t *count)
+{
+    struct msg m = {.type = MSG_MANIFEST, .manifest = {.entries = batch, .n = *k}};
+    int r = *k ? send_msg(s, &m) : 0;
+    *count += *k;
+    *k = 0;
+    return r;
+}
+
 static int send_listing(struct session *s, const char *const *dirs, size_t n)
 {
     int r = load_manifest(s);
@@ -100,20 +113,20 @@ static int send_listing(struct session *s, const char *const *dirs, size_t n)
     if (!batch)
         return -ENOMEM;
     uint64_t count = 0;
+    size_t k = 0;
     for (size_t d = 0; !r && d < n; d++) {
-        size_t lo, hi, k = 0;
+        size_t lo, hi;
         if (!manifest_subtree(s->mf, dirs[d], &lo, &hi))
             continue;
         for (size_t i = lo; !r && i < hi; i = manifest_end(s->mf, i)) {
-            batch[k++] = *manifest_entry(s->mf, i);
-            if (k == MANIFEST_BATCH || manifest_end(s->mf, i) >= hi) {
-                struct msg m = {.type = MSG_MANIFEST, .manifest = {.entries = batch, .n = k}};
-                r = send_msg(s, &m);
-                count += k;
-                k = 0;
-            }
+            const struct msg_entry *e = manifest_entry(s->mf, i);
+            if (k && (k == MANIFEST_BATCH || msg_path_cmp(batch[k - 1].path, e->path) >= 0))
+                r = send_batch(s, batch, &k, &count);
+            batch[k++] = *e;
         }
     }
+    if (!r)
+        r = send_batch(s, batch, &k, &count);
     free(batch);
     return r ? r : send_end(s, 0, count);
 }
