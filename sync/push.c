@@ -574,7 +574,8 @@ static int serve_wants(struct sender *p)
     return r;
 }
 
-static int open_source(struct sender *p)
+/* SRC is a directory (checked before the far side is started). */
+static int check_source(struct sender *p)
 {
     p->src = realpath(p->opt->src, NULL);
     struct stat st;
@@ -584,6 +585,12 @@ static int open_source(struct sender *p)
     if (!S_ISDIR(st.st_mode))
         return snprintf(p->err, p->errsize, "source %s is not a directory", p->src), -ENOTDIR;
     p->src_fd = open(p->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return p->src_fd < 0 ? -errno : 0;
+}
+
+/* Index SRC (while the far side indexes ROOT), its root and manifest. */
+static int open_source(struct sender *p)
+{
     char state[PATH_MAX];
     snprintf(state, sizeof(state), "%s/.wsync", p->src);
     if (mkdir(state, 0700) < 0 && errno != EEXIST)
@@ -845,10 +852,14 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     *out = p;
     int r = dest_parse(opt->dest, &p->dest, err, errsize);
     if (!r)
-        r = open_source(p);
+        r = check_source(p);
+    /* The far side starts first: it brings its own index up to date while
+     * we index SRC. */
     if (!r)
         r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL,
                             opt->far_stderr_set ? opt->far_stderr_fd : -1, &p->t, err, errsize);
+    if (!r)
+        r = open_source(p);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
     if (!r)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MANIFEST_BATCH 4096 /* entries per MANIFEST message (the encoder splits frames) */
 
@@ -288,6 +289,32 @@ static int session_loop(struct session *s)
     }
 }
 
+static int open_index(struct session *s)
+{
+    if (s->ix)
+        return 0;
+    char state[PATH_MAX];
+    snprintf(state, sizeof(state), "%s/.wsync", s->root);
+    int r = index_open(-1, state, false, &s->ix, s->err, s->errsize);
+    if (!r)
+        r = indexer_new(s->root, s->ix, &s->in, s->err, s->errsize);
+    return r;
+}
+
+/* Before the sender's HELLO arrives: bring an index ROOT already has up to
+ * date and make the manifest, while the sender indexes SRC (the two stat
+ * passes overlap).  Nothing is created here: a ROOT without an index
+ * waits for the HELLO. */
+static int prepare_early(struct session *s)
+{
+    char db[PATH_MAX];
+    snprintf(db, sizeof(db), "%s/.wsync/" INDEX_FILE_NAME, s->root);
+    if (access(db, F_OK) != 0)
+        return 0;
+    int r = open_index(s);
+    return r ? r : load_manifest(s);
+}
+
 int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize)
 {
     struct session s = {.root = root, .err = err, .errsize = errsize};
@@ -295,6 +322,7 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     s.w = wire_new(in_fd, out_fd);
     if (!s.w)
         return -ENOMEM;
+    int early = prepare_early(&s);
     struct msg hello;
     int r = wire_recv(s.w, &hello, err, errsize);
     if (r) {
@@ -313,10 +341,11 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     }
     struct msg mine = {.type = MSG_HELLO, .hello = {.role = MSG_ROLE_RECEIVER}};
     r = send_msg(&s, &mine);
+    if (!r)
+        r = early;
     if (r)
         goto out;
 
-    char state[PATH_MAX];
     struct stat st;
     if (stat(root, &st) == 0 && !S_ISDIR(st.st_mode)) {
         snprintf(err, errsize, "%s is not a directory", root);
@@ -324,12 +353,8 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
         goto out;
     }
     r = apply_prepare_root(root, err, errsize);
-    if (r)
-        goto out;
-    snprintf(state, sizeof(state), "%s/.wsync", root);
-    r = index_open(-1, state, false, &s.ix, err, errsize);
     if (!r)
-        r = indexer_new(root, s.ix, &s.in, err, errsize);
+        r = open_index(&s);
     if (!r)
         r = apply_open(root, s.ix, (s.flags & MSG_HELLO_DRY_RUN) != 0, &s.ap, err, errsize);
     if (!r && !(s.gr = group_resolver_new(s.ix)))
