@@ -188,6 +188,23 @@ START_TEST(lies_and_gaps_leave_the_old_file)
     char *got = wm_read(at("keep"), NULL);
     ck_assert_str_eq(got, "old content");
     free(got);
+    /* Staged bytes that changed on disk after they were written (a bug, a
+     * bad disk, another process): read back and refused at commit. */
+    nwant = 0;
+    ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &id, c, n, &want, &nwant), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    char staged[PATH_MAX + 64];
+    snprintf(staged, sizeof(staged), "%s/.wsync/staging/0.part", root);
+    int sfd = open(staged, O_WRONLY);
+    ck_assert_int_ge(sfd, 0);
+    ck_assert_int_eq(pwrite(sfd, "X", 1, 70000), 1);
+    close(sfd);
+    ck_assert_int_eq(apply_commit(ap), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
+    got = wm_read(at("keep"), NULL);
+    ck_assert_str_eq(got, "old content");
+    free(got);
     /* A chunk never sent: incomplete, refused. */
     nwant = 0;
     ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &id, c, n, &want, &nwant), 0);
