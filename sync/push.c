@@ -10,6 +10,8 @@
  */
 #include "push.h"
 #include "index.h"
+#include "remote_map.h"
+#include "sent_groups.h"
 #include "indexer.h"
 #include "manifest.h"
 #include "message.h"
@@ -29,143 +31,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-/* ---- the far side's manifest, by path ---- */
-
-struct remote {
-    struct msg_entry e; /* path and target owned here */
-    bool seen;
-};
-
-struct remote_map {
-    struct remote *v;
-    size_t cap, n;
-    char **order; /* paths in manifest (sorted) order, for deletes */
-};
-
-static size_t slot(const struct remote_map *m, const char *path)
-{
-    size_t i = XXH3_64bits(path, strlen(path)) & (m->cap - 1);
-    while (m->v[i].e.path && strcmp(m->v[i].e.path, path) != 0)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static int remote_add(struct remote_map *m, const struct msg_entry *e)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        struct remote_map g = {.cap = m->cap ? m->cap * 2 : 1024};
-        g.v = calloc(g.cap, sizeof(*g.v));
-        if (!g.v)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->v[i].e.path)
-                g.v[slot(&g, m->v[i].e.path)] = m->v[i];
-        free(m->v);
-        m->v = g.v;
-        m->cap = g.cap;
-        char **order = realloc(m->order, g.cap * sizeof(*order));
-        if (!order)
-            return -ENOMEM;
-        m->order = order;
-    }
-    struct remote *r = &m->v[slot(m, e->path)];
-    r->e = *e;
-    r->e.path = strdup(e->path);
-    r->e.target = e->target ? strdup(e->target) : NULL;
-    if (!r->e.path)
-        return -ENOMEM;
-    m->order[m->n++] = (char *)r->e.path;
-    return 0;
-}
-
-static struct remote *remote_get(struct remote_map *m, const char *path)
-{
-    if (!m->cap)
-        return NULL;
-    struct remote *r = &m->v[slot(m, path)];
-    return r->e.path ? r : NULL;
-}
-
-static void remote_free(struct remote_map *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free((char *)m->v[i].e.path);
-        free((char *)m->v[i].e.target);
-    }
-    free(m->v);
-    free(m->order);
-}
-
-/* ---- chunk groups sent in this batch, by id (to answer WANTs) ---- */
-
 /* A file with at least this many chunks, which the far side has at the
  * same path, sends its chunk list as group ids (chunk_groups.h): ~28 bytes
  * per ~32 chunks, plus the groups the far side lacks, instead of 20 bytes
  * per chunk.  Below it the saving is not worth a round trip. */
 #define GROUPED_MIN_CHUNKS 64
-
-struct sent_group {
-    struct content_id id;
-    struct chunk *chunks; /* NULL: empty slot */
-    uint32_t n;
-};
-
-struct group_map {
-    struct sent_group *v;
-    size_t cap, n;
-};
-
-static size_t group_slot(const struct group_map *m, const struct content_id *id)
-{
-    size_t i = XXH3_64bits(id->b, CONTENT_ID_SIZE) & (m->cap - 1);
-    while (m->v[i].chunks && !content_id_eq(&m->v[i].id, id))
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static const struct sent_group *group_get(const struct group_map *m, const struct content_id *id)
-{
-    if (!m->cap)
-        return NULL;
-    const struct sent_group *g = &m->v[group_slot(m, id)];
-    return g->chunks ? g : NULL;
-}
-
-static int group_add(struct group_map *m, const struct content_id *id, const struct chunk *c,
-                     uint32_t n)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        struct group_map g = {.cap = m->cap ? m->cap * 2 : 256};
-        g.v = calloc(g.cap, sizeof(*g.v));
-        if (!g.v)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->v[i].chunks)
-                g.v[group_slot(&g, &m->v[i].id)] = m->v[i];
-        free(m->v);
-        m->v = g.v;
-        m->cap = g.cap;
-    }
-    struct sent_group *g = &m->v[group_slot(m, id)];
-    if (g->chunks)
-        return 0;
-    g->chunks = malloc(n * sizeof(*c));
-    if (!g->chunks)
-        return -ENOMEM;
-    memcpy(g->chunks, c, n * sizeof(*c));
-    g->id = *id;
-    g->n = n;
-    m->n++;
-    return 0;
-}
-
-static void group_map_clear(struct group_map *m)
-{
-    for (size_t i = 0; i < m->cap; i++)
-        free(m->v[i].chunks);
-    free(m->v);
-    memset(m, 0, sizeof(*m));
-}
 
 /* ---- the session ---- */
 
@@ -183,7 +53,7 @@ struct sender {
     bool elided;            /* ... which was: identical, nothing listed */
     uint64_t sent;          /* messages sent in the current batch */
     struct remote_map remote;
-    struct group_map groups; /* chunk groups sent in the open batch */
+    struct sent_groups groups; /* chunk groups sent in the open batch */
     char *err;
     size_t errsize;
     struct timespec t0;
@@ -250,7 +120,7 @@ static int read_listing(struct sender *p)
             return r;
         if (m.type == MSG_MANIFEST) {
             for (size_t i = 0; !r && i < m.manifest.n; i++)
-                r = remote_add(&p->remote, &m.manifest.entries[i]);
+                r = remote_map_add(&p->remote, &m.manifest.entries[i]);
         } else if (m.type == MSG_MANIFEST_END) {
             p->res->dest_root = m.manifest_end.root;
             p->elided = (m.manifest_end.flags & MSG_MANIFEST_ELIDED) != 0;
@@ -338,7 +208,7 @@ static int group_list(struct sender *p, struct msg_update *u, struct chunk_group
     int r = chunk_groups_cut(u->chunks, u->nchunks, groups, &n);
     size_t start = 0;
     for (size_t i = 0; !r && i < n; i++) {
-        r = group_add(&p->groups, &(*groups)[i].id, u->chunks + start, (*groups)[i].count);
+        r = sent_groups_add(&p->groups, &(*groups)[i].id, u->chunks + start, (*groups)[i].count);
         start += (*groups)[i].count;
     }
     if (!r) {
@@ -353,7 +223,7 @@ static int plan_row(const struct index_file *f, void *arg)
 {
     struct plan *pl = arg;
     struct sender *p = pl->p;
-    struct remote *rm = remote_get(&p->remote, f->path);
+    struct remote *rm = remote_map_get(&p->remote, f->path);
     if (rm)
         rm->seen = true;
     uint32_t mode = f->mode & 0777;
@@ -423,7 +293,7 @@ static int send_deletes(struct sender *p)
     size_t last_len = 0;
     for (size_t i = 0; i < p->remote.n; i++) {
         const char *path = p->remote.order[i];
-        struct remote *rm = remote_get(&p->remote, path);
+        struct remote *rm = remote_map_get(&p->remote, path);
         if (rm->seen)
             continue;
         if (last && strncmp(path, last, last_len) == 0 && path[last_len] == '/')
@@ -494,7 +364,7 @@ static void *reader_main(void *arg)
 /* Send one wanted chunk, read from wherever SRC holds it. */
 static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *buf)
 {
-    const struct sent_group *g = group_get(&p->groups, id);
+    const struct sent_group *g = sent_groups_get(&p->groups, id);
     if (g) { /* a group of a grouped chunk list: its chunks' lengths and ids */
         struct msg m = {.type = MSG_GROUP, .group = {.id = *id, .chunks = g->chunks, .n = g->n}};
         return send_msg(p, &m);
@@ -655,7 +525,7 @@ static int commit_batch(struct sender *p, bool want_root)
     p->nwanted = p->wanted_done = 0;
     p->acked = p->failed = false;
     r = serve_wants(p);
-    group_map_clear(&p->groups);
+    sent_groups_clear(&p->groups);
     if (!r && want_root)
         p->res->dest_root = p->ack.root;
     return r;
@@ -706,7 +576,7 @@ static int descend(struct sender *p)
             size_t hi = level[d] == SIZE_MAX ? n : manifest_end(p->local, level[d]);
             for (size_t i = lo; !r && i < hi; i = manifest_end(p->local, i)) {
                 const struct msg_entry *e = manifest_entry(p->local, i);
-                struct remote *rm = e->type == S_IFDIR ? remote_get(&p->remote, e->path) : NULL;
+                struct remote *rm = e->type == S_IFDIR ? remote_map_get(&p->remote, e->path) : NULL;
                 if (!rm || rm->e.type != S_IFDIR)
                     continue;
                 if (content_id_eq(&rm->e.id, &e->id)) {
@@ -773,7 +643,7 @@ int sender_sync_all(struct sender *p)
         /* A later pass of a session: SRC's index and DEST moved on. */
         manifest_free(p->local);
         p->local = NULL;
-        remote_free(&p->remote);
+        remote_map_free(&p->remote);
         memset(&p->remote, 0, sizeof(p->remote));
         if ((r = manifest_build(p->ix, 0777, &p->local)))
             return snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r)), r;
@@ -816,7 +686,7 @@ int sender_sync_paths(struct sender *p, char *const *paths, size_t n)
 {
     /* The far side's manifest is stale after the first batch: every listed
      * path is sent as it is now; chunks it already has are not. */
-    remote_free(&p->remote);
+    remote_map_free(&p->remote);
     memset(&p->remote, 0, sizeof(p->remote));
     bool *gone = calloc(n ? n : 1, sizeof(*gone));
     if (!gone)
@@ -897,8 +767,8 @@ int sender_close(struct sender *p, int r)
     index_close(p->ix);
     manifest_free(p->local);
     free(p->pruned);
-    group_map_clear(&p->groups);
-    remote_free(&p->remote);
+    sent_groups_clear(&p->groups);
+    remote_map_free(&p->remote);
     if (p->src_fd >= 0)
         close(p->src_fd);
     free(p->src);
