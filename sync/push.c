@@ -10,11 +10,11 @@
  */
 #include "push.h"
 #include "index.h"
-#include "remote_map.h"
-#include "sent_groups.h"
 #include "indexer.h"
 #include "manifest.h"
 #include "message.h"
+#include "remote_map.h"
+#include "sent_groups.h"
 #include "transport.h"
 #include "tree_root.h"
 #include "wire.h"
