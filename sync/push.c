@@ -1,12 +1,15 @@
 /*
  * push.c — the sending side of the protocol (docs/protocol.md).
  *
- * Index SRC (stat-only for what did not change), start the far side, read
- * its manifest, and stream an UPDATE for every path whose type, mode or
- * content differs and a DELETE for every extra path, then COMMIT.  The far
- * side answers with WANT frames for the chunks it lacks; a reader thread
- * collects them while this thread sends DATA, so neither side can block the
- * other on a full pipe.  Files up to WIRE_INLINE_MAX travel inside UPDATE.
+ * Start the far side, index SRC (stat-only for what did not change) while
+ * it indexes ROOT, and find where the trees differ by descending through
+ * the directories whose subtree digests differ (manifest.h, LIST).  Then
+ * stream an UPDATE for every path whose type, mode, mtime or content
+ * differs and a DELETE for every extra path, then COMMIT.  The far side
+ * answers with WANT frames for the chunks (and chunk groups) it lacks; a
+ * reader thread collects them while this thread sends DATA and GROUP, so
+ * neither side can block the other on a full pipe.  Files up to
+ * WIRE_INLINE_MAX travel inside UPDATE.
  */
 #include "push.h"
 #include "index.h"

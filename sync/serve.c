@@ -1,10 +1,12 @@
 /*
  * serve.c — the receiving side of the protocol (docs/protocol.md).
  *
- * One thread: read HELLO, send our manifest, then take UPDATE/DELETE
- * messages and stage them (apply.h); at COMMIT send every chunk id we lack in
- * WANT frames, read the DATA that answers them, make the batch durable, and
- * only then ACK it.  We write nothing while the sender streams UPDATEs, so the
+ * One thread: refresh our index (before HELLO, when ROOT has one), read
+ * HELLO, answer with ROOT's entries (or nothing, when the sender's digest is
+ * ours) and any LIST with the entries of the directories it names; then
+ * take UPDATE/DELETE messages and stage them (apply.h); at COMMIT send every
+ * chunk and group id we lack in WANT frames, read the DATA and GROUP that
+ * answer them, make the batch durable, and only then ACK it.  We write nothing while the sender streams UPDATEs, so the
  * two pipes can never both be full.  Paths our own rules call ignored or
  * local are left alone: a robot's build/ is never overwritten by a laptop's.
  */
