@@ -478,10 +478,10 @@ static int open_source(struct sender *p)
         if (r)
             snprintf(p->err, p->errsize, "indexing %s: %s", p->src, strerror(-r));
     }
-    if (!r && (r = tree_root_from_index(p->ix, &p->res->src_root)))
-        snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
     if (!r && (r = manifest_build(p->ix, 0777, &p->local)))
         snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r));
+    if (!r && (r = tree_root_from_manifest(p->local, &p->res->src_root)))
+        snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
     return r;
 }
 

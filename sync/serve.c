@@ -73,10 +73,10 @@ static int load_manifest(struct session *s)
     int r = indexer_scan(s->in, NULL);
     if (r)
         return snprintf(s->err, s->errsize, "indexing %s: %s", s->root, strerror(-r)), r;
-    if ((r = tree_root_from_index(s->ix, &s->root_id)))
-        return snprintf(s->err, s->errsize, "tree root of %s: %s", s->root, strerror(-r)), r;
     if ((r = manifest_build(s->ix, 07777, &s->mf)))
         return snprintf(s->err, s->errsize, "manifest of %s: %s", s->root, strerror(-r)), r;
+    if ((r = tree_root_from_manifest(s->mf, &s->root_id)))
+        return snprintf(s->err, s->errsize, "tree root of %s: %s", s->root, strerror(-r)), r;
     return 0;
 }
 

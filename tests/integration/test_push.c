@@ -4,6 +4,9 @@
  * --rsh, and a real sshd on loopback.  Every scenario ends with verify
  * equal, and the delta scenarios bound the bytes that crossed.
  */
+#include "sync/index.h"
+#include "sync/indexer.h"
+#include "sync/push.h"
 #include "tests/lib/harness.h"
 
 #include <check.h>
@@ -434,6 +437,45 @@ START_TEST(commit_syncs_before_renames_and_before_ack)
 }
 END_TEST
 
+/* A session that lives on (as a mirror's does) and syncs all twice: the
+ * second pass lists ROOT afresh, after its own commits. */
+START_TEST(one_session_syncs_all_twice)
+{
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    wm_write(SRC("d/a"), "a");
+    wm_write(SRC("d/b"), "b");
+    write_random(SRC("big"), 3 << 20, 21);
+    struct push_options opt = {
+        .src = m.src, .dest = m.mnt, .wsync_path = wm_bin(), .delete_extra = true};
+    struct push_result res;
+    struct sender *s = NULL;
+    char err[1024];
+    int r = sender_open(&opt, &res, &s, err, sizeof(err));
+    ck_assert_msg(r == 0, "open: %s", err);
+    ck_assert_msg((r = sender_sync_all(s)) == 0, "sync 1: %s", err);
+    uint64_t first = res.chunks_sent;
+    wm_write(SRC("d/a"), "changed");
+    ck_assert_int_eq(unlink(SRC("d/b")), 0);
+    wm_write(SRC("d/c"), "new");
+    int fd = open(SRC("big"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "!", 1, 1 << 20), 1);
+    close(fd);
+    char state[PATH_MAX + 16];
+    snprintf(state, sizeof(state), "%s/.wsync", m.src);
+    struct index *ix;
+    struct indexer *in;
+    ck_assert_int_eq(index_open(-1, state, false, &ix, err, sizeof(err)), 0);
+    ck_assert_int_eq(indexer_new(m.src, ix, &in, err, sizeof(err)), 0);
+    ck_assert_int_eq(indexer_scan(in, NULL), 0);
+    indexer_free(in);
+    index_close(ix);
+    ck_assert_msg((r = sender_sync_all(s)) == 0, "sync 2: %s", err);
+    ck_assert_uint_eq(res.chunks_sent - first, 1); /* the changed chunk; the rest is inline */
+    ck_assert_msg(sender_close(s, r) == 0, "close: %s", err);
+    assert_verified();
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -565,6 +607,7 @@ int main(void)
     tcase_add_test(tc, hard_links_stay_links);
     tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
     tcase_add_test(tc, unchanged_subtrees_are_not_listed);
+    tcase_add_test(tc, one_session_syncs_all_twice);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);

@@ -6,6 +6,7 @@
 #include "sync/index.h"
 #include "sync/manifest.h"
 #include "sync/message.h"
+#include "sync/tree_root.h"
 #include "tests/lib/harness.h"
 
 #include <check.h>
@@ -120,11 +121,18 @@ START_TEST(tree_order_ranges_and_digests)
                              &manifest_entry(m2, pos(m2, "a/b"))->id));
     ck_assert(
         content_id_eq(&manifest_entry(m, pos(m, "e"))->id, &manifest_entry(m2, pos(m2, "e"))->id));
+    /* The tree root from a manifest is the index's (either mask). */
+    struct content_id from_index, from_manifest;
+    ck_assert_int_eq(tree_root_from_index(ix, &from_index), 0);
+    ck_assert_int_eq(tree_root_from_manifest(m2, &from_manifest), 0);
+    ck_assert(content_id_eq(&from_index, &from_manifest));
     /* The receiver's mask keeps the setuid bit: another digest. */
     struct manifest *m3;
     ck_assert_int_eq(manifest_build(ix, 07777, &m3), 0);
     ck_assert_uint_eq(manifest_entry(m3, pos(m3, "a/b/c"))->mode, 04755);
     ck_assert(!content_id_eq(manifest_digest(m2), manifest_digest(m3)));
+    ck_assert_int_eq(tree_root_from_manifest(m3, &from_manifest), 0);
+    ck_assert(content_id_eq(&from_index, &from_manifest));
     manifest_free(m);
     manifest_free(m2);
     manifest_free(m3);
