@@ -3,8 +3,12 @@
  *
  * State for one session: the staged files of the current batch, and a map
  * from each wanted chunk id to the staged files (and offsets) waiting for
- * it.  Staged files are named by number in ROOT/.wsync/staging and are
- * reopened per write, so a batch of 100k files holds no fds.
+ * it.  Staged files are named by number in ROOT/.wsync/staging and made
+ * on their first write (chunks arrive file after file, so few files are
+ * half written at a time).  A staged file keeps that fd until it is
+ * complete and sealed (verified, mode and mtime set), which happens as
+ * soon as its last chunk is written; at most STAGED_FDS are held, beyond
+ * that files are reopened per write.  A small file costs one open.
  */
 #include "apply.h"
 #include "dir_times.h"
@@ -27,6 +31,7 @@
 #include <xxhash.h>
 
 #define STATE_DIR ".wsync"
+#define STAGED_FDS 256 /* staged files held open at once, at most */
 #define STAGING_DIR ".wsync/staging"
 
 struct staged {
@@ -38,7 +43,10 @@ struct staged {
     struct chunk *chunks;
     size_t nchunks;
     size_t missing;
-    bool existed;
+    int fd;       /* open while being filled, within STAGED_FDS; else -1 */
+    bool created; /* its staging file exists */
+    bool sealed;  /* complete, verified, mode and mtime set */
+    bool renamed; /* in place: nothing left in staging */
 };
 
 /* An operation on names that waits for the commit. */
@@ -75,11 +83,15 @@ struct applier {
     struct deferred *deferred; /* deletes and links, applied at commit: see apply_delete */
     size_t ndeferred, cap_deferred;
     struct dir_times *dir_times; /* mtimes to leave on directories this batch changed */
+    size_t open_fds;             /* staged files holding an fd */
+    char *place_dir;             /* the parent directory place_one has open, */
+    int place_fd;                /* kept for the next file in it (tree order) */
     char err[1024];
 };
 
 static int fail(struct applier *a, int e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int seal_one(struct applier *a, size_t i);
 static int fail(struct applier *a, int e, const char *fmt, ...)
 {
     va_list ap;
@@ -195,7 +207,7 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
         return -ENOMEM;
     a->ix = ix;
     a->dry_run = dry_run;
-    a->root_fd = a->staging_fd = -1;
+    a->root_fd = a->staging_fd = a->place_fd = -1;
     a->chunk_buf = malloc(CHUNKER_MAX_SIZE);
     a->dir_times = dir_times_new();
     if (!a->chunk_buf || !a->dir_times) {
@@ -239,11 +251,20 @@ static void clear_batch(struct applier *a)
     for (size_t i = 0; i < a->nstaged; i++) {
         char name[32];
         snprintf(name, sizeof(name), "%zu.part", i);
-        unlinkat(a->staging_fd, name, 0); /* no-op once renamed */
+        if (a->staged[i].fd >= 0)
+            close(a->staged[i].fd);
+        if (a->staged[i].created && !a->staged[i].renamed)
+            unlinkat(a->staging_fd, name, 0);
         free(a->staged[i].path);
         free(a->staged[i].chunks);
     }
     a->nstaged = 0;
+    a->open_fds = 0;
+    if (a->place_fd >= 0)
+        close(a->place_fd);
+    a->place_fd = -1;
+    free(a->place_dir);
+    a->place_dir = NULL;
     for (size_t i = 0; i < a->want_cap; i++)
         free(a->wants[i].targets);
     free(a->wants);
@@ -338,20 +359,50 @@ static bool all_zero(const void *buf, size_t len)
     return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
+/* Staged file i's fd: made at its full size on first use (a hole until
+ * written), then reopened when not held.  *temp: not held, close it. */
+static int staged_fd(struct applier *a, size_t i, bool *temp)
+{
+    struct staged *s = &a->staged[i];
+    *temp = false;
+    if (s->fd >= 0)
+        return s->fd;
+    char name[32];
+    snprintf(name, sizeof(name), "%zu.part", i);
+    int flags = O_RDWR | O_CLOEXEC | (s->created ? 0 : O_CREAT | O_TRUNC);
+    int fd = openat(a->staging_fd, name, flags, 0600);
+    if (fd < 0)
+        return fail(a, -errno, "staging %s: %s", s->path, strerror(errno));
+    if (!s->created && s->size && ftruncate(fd, (off_t)s->size) < 0) {
+        int e = errno;
+        close(fd);
+        unlinkat(a->staging_fd, name, 0);
+        return fail(a, -e, "staging %s: %s", s->path, strerror(e));
+    }
+    s->created = true;
+    if (a->open_fds < STAGED_FDS) {
+        s->fd = fd;
+        a->open_fds++;
+    } else {
+        *temp = true;
+    }
+    return fd;
+}
+
 /* Write a chunk into a staged file; zeros stay a hole (sparse stays sparse). */
 static int stage_write(struct applier *a, size_t staged, uint64_t off, const void *data,
                        size_t len)
 {
     if (a->dry_run || all_zero(data, len))
         return 0;
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", staged);
-    int fd = openat(a->staging_fd, name, O_WRONLY | O_CLOEXEC);
+    bool temp;
+    int fd = staged_fd(a, staged, &temp);
     if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", a->staged[staged].path, strerror(errno));
+        return fd;
     ssize_t n = pwrite(fd, data, len, (off_t)off);
     int e = errno;
-    close(fd);
+    if (temp)
+        close(fd);
     if (n != (ssize_t)len)
         return fail(a, n < 0 ? -e : -ENOSPC, "writing %s: %s", a->staged[staged].path,
                     n < 0 ? strerror(e) : "short write");
@@ -398,21 +449,12 @@ static int add_staged(struct applier *a, const char *path, uint32_t mode, int64_
     }
     struct staged *s = &a->staged[a->nstaged];
     *s = (struct staged){.mode = mode & 0777, .mtime_ns = mtime_ns, .size = size,
-                         .file_id = *file_id};
+                         .file_id = *file_id, .fd = -1};
     s->path = strdup(path);
     if (!s->path)
         return fail(a, -ENOMEM, "out of memory");
     *idx = a->nstaged++;
-    if (a->dry_run)
-        return 0;
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", *idx);
-    int fd = openat(a->staging_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", path, strerror(errno));
-    r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
-    close(fd);
-    return r ? fail(a, r, "staging %s: %s", path, strerror(-r)) : 0;
+    return 0; /* the staging file is made on its first write */
 }
 
 int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
@@ -465,7 +507,7 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
         w->targets[w->ntargets++] = (struct target){idx, c->off, c->len};
         a->staged[idx].missing++;
     }
-    return 0;
+    return a->staged[idx].missing ? 0 : seal_one(a, idx); /* all of it was here */
 }
 
 int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
@@ -487,7 +529,8 @@ int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_
         a->staged[idx].nchunks = 1;
     }
     a->counts.chunks_received += len ? 1 : 0;
-    return stage_write(a, idx, 0, data, len);
+    r = stage_write(a, idx, 0, data, len);
+    return r ? r : seal_one(a, idx);
 }
 
 int apply_chunk(struct applier *a, const struct content_id *id, const void *data, size_t len)
@@ -508,7 +551,8 @@ int apply_chunk(struct applier *a, const struct content_id *id, const void *data
         int r = stage_write(a, t->staged, t->off, data, len);
         if (r)
             return r;
-        a->staged[t->staged].missing--;
+        if (--a->staged[t->staged].missing == 0 && (r = seal_one(a, t->staged)))
+            return r;
     }
     free(w->targets);
     w->targets = NULL;
@@ -750,21 +794,21 @@ static int verify_staged(struct applier *a, int fd, const struct staged *s)
 }
 
 /* Check one staged file before anything is renamed: complete, and its
- * bytes hash to its file id; then its mode and mtime.  Not synced here: the
- * commit syncs the whole filesystem once (apply_commit). */
+ * bytes hash to its file id; then its mode and mtime.  Done as soon as its
+ * last chunk is written (while its fd is still open), else at the commit.
+ * Not synced here: the commit syncs the whole filesystem once. */
 static int seal_one(struct applier *a, size_t i)
 {
     struct staged *s = &a->staged[i];
     if (s->missing)
         return fail(a, -EPROTO, "'%s' is incomplete: %zu chunks never arrived", s->path,
                     s->missing);
-    if (a->dry_run)
+    if (a->dry_run || s->sealed)
         return 0;
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", i);
-    int fd = openat(a->staging_fd, name, O_RDWR | O_CLOEXEC);
+    bool temp;
+    int fd = staged_fd(a, i, &temp); /* made here if it was all holes */
     if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", s->path, strerror(errno));
+        return fd;
     int r = verify_staged(a, fd, s);
     if (!r && fchmod(fd, s->mode) < 0)
         r = fail(a, -errno, "chmod %s: %s", s->path, strerror(errno));
@@ -773,7 +817,38 @@ static int seal_one(struct applier *a, size_t i)
     if (!r)
         futimens(fd, tv);
     close(fd);
+    if (!temp)
+        a->open_fds--;
+    s->fd = -1;
+    s->sealed = !r;
     return r;
+}
+
+/* The parent directory of path, for place_one: still open when the
+ * previous file was in the same directory (files come in tree order, so a
+ * directory's files come together).  *fresh: just opened. */
+static int place_parent(struct applier *a, const char *path, const char **base, bool *fresh)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    *base = slash ? slash + 1 : path;
+    *fresh = false;
+    if (a->place_dir && strlen(a->place_dir) == n && memcmp(a->place_dir, path, n) == 0)
+        return a->place_fd;
+    if (a->place_fd >= 0)
+        close(a->place_fd);
+    free(a->place_dir);
+    a->place_fd = -1;
+    a->place_dir = NULL;
+    int fd = open_parent(a, path, base);
+    if (fd < 0)
+        return fd;
+    if (!(a->place_dir = strndup(path, n))) {
+        close(fd);
+        return fail(a, -ENOMEM, "out of memory");
+    }
+    *fresh = true;
+    return a->place_fd = fd;
 }
 
 /* Rename one sealed (and synced) staged file into place. */
@@ -787,20 +862,21 @@ static int place_one(struct applier *a, size_t i)
     char name[32];
     snprintf(name, sizeof(name), "%zu.part", i);
     const char *base;
-    int dirfd = open_parent(a, s->path, &base);
+    bool fresh;
+    int dirfd = place_parent(a, s->path, &base, &fresh);
     if (dirfd < 0)
         return dirfd;
     struct stat st;
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    int r = note_parent(a, s->path, dirfd);
+    int r = fresh ? note_parent(a, s->path, dirfd) : 0;
     if (!r && existed && S_ISDIR(st.st_mode))
         r = remove_tree(dirfd, base);
     if (!r && renameat(a->staging_fd, name, dirfd, base) < 0)
         r = fail(a, -errno, "rename into %s: %s", s->path, strerror(errno));
+    s->renamed = !r;
     if (!r)
         r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL,
                        existed);
-    close(dirfd);
     if (!r)
         a->counts.files++;
     return r;
@@ -911,6 +987,11 @@ int apply_commit(struct applier *a)
         r = sync_root(a, "staged files");
     for (size_t i = 0; !r && i < a->nstaged; i++)
         r = place_one(a, i);
+    if (a->place_fd >= 0) /* deletes below may remove the directory it holds */
+        close(a->place_fd);
+    a->place_fd = -1;
+    free(a->place_dir);
+    a->place_dir = NULL;
     for (size_t i = 0; !r && i < a->ndeferred; i++)
         r = a->deferred[i].existing ? link_now(a, a->deferred[i].path, a->deferred[i].existing)
                                     : delete_now(a, a->deferred[i].path);

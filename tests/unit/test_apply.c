@@ -179,29 +179,35 @@ START_TEST(lies_and_gaps_leave_the_old_file)
     content_id_of_chunk("something else", 14, &wrong);
     struct content_id *want = NULL;
     size_t nwant = 0;
-    /* A file id that does not match its chunks: refused at commit. */
+    /* A file id that does not match its chunks: refused once the last
+     * chunk is in (the file is checked as soon as it is complete), and
+     * again at commit. */
+    ck_assert_int_ge(n, 2);
     ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &wrong, c, n, &want, &nwant), 0);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i + 1 < n; i++)
         ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    ck_assert_int_eq(apply_chunk(ap, &c[n - 1].id, data + c[n - 1].off, c[n - 1].len), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
     ck_assert_int_eq(apply_commit(ap), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
     char *got = wm_read(at("keep"), NULL);
     ck_assert_str_eq(got, "old content");
     free(got);
     /* Staged bytes that changed on disk after they were written (a bug, a
-     * bad disk, another process): read back and refused at commit. */
+     * bad disk, another process): read back and refused. */
     nwant = 0;
     ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &id, c, n, &want, &nwant), 0);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i + 1 < n; i++)
         ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
     char staged[PATH_MAX + 64];
     snprintf(staged, sizeof(staged), "%s/.wsync/staging/0.part", root);
     int sfd = open(staged, O_WRONLY);
     ck_assert_int_ge(sfd, 0);
-    ck_assert_int_eq(pwrite(sfd, "X", 1, 70000), 1);
+    ck_assert_int_eq(pwrite(sfd, "X", 1, 10), 1); /* inside chunk 0, written already */
     close(sfd);
-    ck_assert_int_eq(apply_commit(ap), -EBADMSG);
+    ck_assert_int_eq(apply_chunk(ap, &c[n - 1].id, data + c[n - 1].off, c[n - 1].len), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
+    ck_assert_int_eq(apply_commit(ap), -EBADMSG);
     got = wm_read(at("keep"), NULL);
     ck_assert_str_eq(got, "old content");
     free(got);
