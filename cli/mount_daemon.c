@@ -9,7 +9,7 @@
 #include "../fs/change_stream.h"
 #include "../sync/control.h"
 #include "../sync/indexer.h"
-#include "../sync/mirror.h"
+#include "../sync/mirror_set.h"
 #include "../sync/strbuf.h"
 
 #include <errno.h>
@@ -30,8 +30,7 @@
 struct daemon {
     const struct wfs_options *opt;
     const struct daemon_options *dopt;
-    struct mirror *mirrors[MOUNT_MAX_MIRRORS];
-    size_t nmirrors;
+    struct mirror_set *mirrors; /* set once, before the mount; read with an atomic load */
     struct wfs *fs;
     struct change_stream *changes;
     struct indexer *indexer;
@@ -78,6 +77,13 @@ static void *signal_main(void *arg)
 }
 
 /* ---- control requests ---- */
+
+/* The control thread runs before the mirrors exist (it is what refuses a
+ * second daemon), so it may see NULL here: no mirrors yet. */
+static struct mirror_set *daemon_mirrors(struct daemon *d)
+{
+    return __atomic_load_n(&d->mirrors, __ATOMIC_ACQUIRE);
+}
 
 static void add_event(const struct change_event *ev, void *arg)
 {
@@ -160,14 +166,7 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                     ic.hashed, (double)ic.bytes_hashed / (1 << 20));
         if (ierr[0])
             strbuf_addf(sb, "error:    %s\n", ierr);
-        for (size_t i = 0; i < d->nmirrors; i++) {
-            struct mirror_status ms;
-            mirror_get_status(d->mirrors[i], &ms);
-            strbuf_addf(sb, "mirror:   %s: %s, journal acked through %" PRIu64 ", %" PRIu64
-                            " batches%s%s\n",
-                        ms.dest, ms.connected ? "connected" : "disconnected", ms.acked_seq,
-                        ms.batches, ms.last_error[0] ? "; last error: " : "", ms.last_error);
-        }
+        mirror_set_status(daemon_mirrors(d), sb, false);
         return;
     }
     strbuf_adds(sb, "{\"source\":");
@@ -182,21 +181,9 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
                 st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq, ic.batches);
     strbuf_add_json_string(sb, ierr);
-    strbuf_adds(sb, ",\"mirrors\":[");
-    for (size_t i = 0; i < d->nmirrors; i++) {
-        struct mirror_status ms;
-        mirror_get_status(d->mirrors[i], &ms);
-        strbuf_adds(sb, i ? ",{\"dest\":" : "{\"dest\":");
-        strbuf_add_json_string(sb, ms.dest);
-        strbuf_addf(sb,
-                    ",\"connected\":%s,\"acked_seq\":%" PRIu64 ",\"batches\":%" PRIu64
-                    ",\"bytes_out\":%" PRIu64 ",\"last_ack_ns\":%" PRId64 ",\"last_error\":",
-                    ms.connected ? "true" : "false", ms.acked_seq, ms.batches, ms.bytes_out,
-                    ms.last_ack_ns);
-        strbuf_add_json_string(sb, ms.last_error);
-        strbuf_adds(sb, "}");
-    }
-    strbuf_adds(sb, "]}\n");
+    strbuf_adds(sb, ",\"mirrors\":");
+    mirror_set_status(daemon_mirrors(d), sb, true);
+    strbuf_adds(sb, "}\n");
 }
 
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
@@ -215,17 +202,12 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     } else if (got >= 1 && strcmp(word, "pending") == 0) {
         change_stream_peek(d->changes, add_pending, reply);
     } else if (got >= 1 && strcmp(word, "flush") == 0) {
-        bool all = true;
-        for (size_t i = 0; i < d->nmirrors; i++)
-            if (!mirror_flush(d->mirrors[i], FLUSH_TIMEOUT_MS)) {
-                struct mirror_status ms;
-                mirror_get_status(d->mirrors[i], &ms);
-                strbuf_addf(reply, "unflushed %s: %s\n", ms.dest,
-                            ms.last_error[0] ? ms.last_error : "timed out");
-                all = false;
-            }
-        if (all)
+        /* "flush [MS]": the caller's bound, else ours. */
+        int ms = got >= 2 && n > 0 && n < 3600000 ? (int)n : FLUSH_TIMEOUT_MS;
+        if (mirror_set_flush(daemon_mirrors(d), ms, reply))
             strbuf_adds(reply, "ok\n");
+    } else if (got >= 1 && strcmp(word, "reload") == 0) {
+        mirror_set_reload(daemon_mirrors(d), reply);
     } else if (got >= 1 && strcmp(word, "pid") == 0) {
         strbuf_addf(reply, "%d\n", (int)getpid());
     } else {
@@ -236,15 +218,7 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
 static void kick_mirrors(void *arg)
 {
     struct daemon *d = arg;
-    for (size_t i = 0; i < d->nmirrors; i++)
-        mirror_kick(d->mirrors[i]);
-}
-
-static void stop_mirrors(struct daemon *d)
-{
-    for (size_t i = 0; i < d->nmirrors; i++)
-        mirror_stop(d->mirrors[i]);
-    d->nmirrors = 0;
+    mirror_set_kick(daemon_mirrors(d));
 }
 
 int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
@@ -292,24 +266,23 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
     }
     /* Before mounting: a bad rules file or a broken index is refused now,
      * with its cause, rather than found later in a log. */
-    int mr = 0;
-    for (size_t i = 0; !mr && i < dopt->nmirrors; i++) {
-        /* In the background our stderr is still the caller's: the far
-         * sides (which outlive that) write to the log instead. */
-        mr = mirror_start(opt->src, dopt->mirrors[i], dopt->rsh, dopt->wsync_path,
-                          ready_fd >= 0 ? d.log_fd : -1, &d.mirrors[d.nmirrors], err,
-                          sizeof(err));
-        if (!mr)
-            d.nmirrors++;
-    }
-    if (mr ||
+    /* In the background our stderr is still the caller's: the far sides
+     * (which outlive that) write to the log instead. */
+    struct mirror_set_options mopt = {.src = opt->src, .dests = dopt->mirrors,
+                                      .ndests = dopt->nmirrors, .rsh = dopt->rsh,
+                                      .wsync_path = dopt->wsync_path,
+                                      .log_fd = ready_fd >= 0 ? d.log_fd : -1};
+    struct mirror_set *mirrors = NULL;
+    int mr = mirror_set_start(&mopt, &mirrors, err, sizeof(err));
+    __atomic_store_n(&d.mirrors, mirrors, __ATOMIC_RELEASE);
+    if (mr != 0 ||
         indexer_start(opt->src, state, d.changes, kick_mirrors, &d, &d.indexer, err,
                       sizeof(err)) != 0 ||
         wfs_mount(d.fs, err, sizeof(err)) != 0) {
         report_ready(&d, err);
         indexer_stop(d.indexer);
-        stop_mirrors(&d);
         control_server_stop(ctl);
+        mirror_set_stop(d.mirrors);
         close(state_fd);
         goto out;
     }
@@ -322,12 +295,12 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
         pthread_join(sig_thread, NULL);
     }
     indexer_stop(d.indexer); /* finishes the batch in hand */
-    for (size_t i = 0; i < d.nmirrors; i++)
-        if (!mirror_flush(d.mirrors[i], FLUSH_TIMEOUT_MS))
-            fprintf(stderr, "wsync: could not flush everything to %s\n",
-                    dopt->mirrors[i]);
-    stop_mirrors(&d);
     control_server_stop(ctl);
+    struct strbuf unflushed = STRBUF_INIT;
+    if (!mirror_set_flush(d.mirrors, FLUSH_TIMEOUT_MS, &unflushed))
+        fprintf(stderr, "wsync: at exit, %s", unflushed.buf);
+    strbuf_release(&unflushed);
+    mirror_set_stop(d.mirrors);
     close(state_fd);
     code = r == 0 ? 0 : 1;
 out:

@@ -610,6 +610,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     if (!r)
         r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL,
                             opt->far_stderr_set ? opt->far_stderr_fd : -1, &p->t, err, errsize);
+    if (!r && opt->on_child)
+        opt->on_child(p->t.pid, opt->on_child_arg);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
     if (!r)
@@ -633,6 +635,8 @@ int sender_close(struct sender *p, int r)
         p->res->bytes_out = ws.bytes_out;
         p->res->bytes_in = ws.bytes_in;
     }
+    if (p->t.pid && p->opt->on_child)
+        p->opt->on_child(0, p->opt->on_child_arg);
     int status = p->t.pid ? transport_finish(&p->t, r ? 2000 : 30000) : 0;
     if (!r && status != 0) {
         snprintf(p->err, p->errsize, "the far side exited with status %d", status);
@@ -655,6 +659,15 @@ int sender_close(struct sender *p, int r)
     pthread_cond_destroy(&p->cond);
     free(p);
     return r;
+}
+
+void sender_traffic(struct sender *p, uint64_t *out, uint64_t *in)
+{
+    struct wire_stats ws = {0};
+    if (p->w)
+        wire_get_stats(p->w, &ws);
+    *out = ws.bytes_out;
+    *in = ws.bytes_in;
 }
 
 int push_run(const struct push_options *opt, struct push_result *res, char *err,

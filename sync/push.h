@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "content_id.h"
 
@@ -23,6 +24,10 @@ struct push_options {
     bool trust_index;       /* SRC's index is kept fresh by a running indexer: no scan */
     bool far_stderr_set;    /* the far side's stderr goes to far_stderr_fd, not ours */
     int far_stderr_fd;
+    /* Told the far side's (rsh child's) pid once it runs, and 0 before it
+     * is reaped: a mirror that must stop now kills it to end a stuck read. */
+    void (*on_child)(pid_t pid, void *arg);
+    void *on_child_arg;
 };
 
 struct push_result {
@@ -52,5 +57,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
 int sender_sync_all(struct sender *s);
 int sender_sync_paths(struct sender *s, char *const *paths, size_t n);
 int sender_close(struct sender *s, int r);
+
+/* Bytes on the wire so far in this session, both directions. */
+void sender_traffic(struct sender *s, uint64_t *out, uint64_t *in);
 
 #endif
