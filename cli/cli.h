@@ -16,6 +16,7 @@ int cmd_unmount(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_remote(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"status", cmd_status, "what the daemon serving a mount is doing"},
     {"log", cmd_log, "the journal of changes (or the daemon's raw events)"},
     {"index", cmd_index, "bring SRC's index up to date; print the tree root"},
+    {"remote", cmd_remote, "add, remove or list the remotes a mount keeps in step"},
     {"push", cmd_push, "make DEST's tree identical to SRC's, sending only what differs"},
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
