@@ -455,7 +455,20 @@ static int serve_wants(struct sender *p)
         progress(p, "data", false);
     }
     if (r) {
-        /* The reader may wait for an ACK that will not come: stop it. */
+        /* A far side that fails usually says why (ERROR) before it hangs
+         * up on our DATA: give the reader a moment to read that, then stop
+         * it, since it may wait for an ACK that will not come. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2;
+        pthread_mutex_lock(&p->lock);
+        while ((r == -EPIPE || r == -ECONNRESET) && !p->failed && !p->acked)
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+                break;
+        if (p->failed && (r == -EPIPE || r == -ECONNRESET) &&
+            strncmp(p->reader_err, "the far side failed", 19) == 0)
+            snprintf(p->err, p->errsize, "%s", p->reader_err);
+        pthread_mutex_unlock(&p->lock);
         pthread_cancel(reader);
     }
     pthread_join(reader, NULL);
