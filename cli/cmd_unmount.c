@@ -100,6 +100,8 @@ int cmd_unmount(int argc, char **argv)
         for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n"))
             if (strncmp(line, "unflushed ", 10) == 0)
                 fprintf(stderr, "wsync: not flushed to remote %s\n", line + 10);
+            else if (strncmp(line, "unflushed:", 10) == 0)
+                fprintf(stderr, "wsync: not flushed:%s\n", line + 10);
         free(reply);
         reply = NULL;
         if (control_request(state, "pid", &reply) == 0)

@@ -31,6 +31,7 @@ struct daemon {
     const struct wfs_options *opt;
     const struct daemon_options *dopt;
     struct mirror_set *mirrors; /* set once, before the mount; read with an atomic load */
+    int flush_ms;               /* the last flush request's bound: also the final flush's */
     struct wfs *fs;
     struct change_stream *changes;
     struct indexer *indexer;
@@ -186,6 +187,24 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_adds(sb, "}\n");
 }
 
+/* Wait until every change noted so far is indexed (and so journaled), at
+ * most ms.  True if it is. */
+static bool wait_indexed(struct daemon *d, int ms)
+{
+    uint64_t want = change_stream_seq(d->changes);
+    for (int waited = 0;; waited++) {
+        struct indexer_counts ic = {0};
+        if (!d->indexer)
+            return true;
+        indexer_get_counts(d->indexer, &ic);
+        if (ic.indexed_seq >= want)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(1000);
+    }
+}
+
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
 {
     struct daemon *d = arg;
@@ -202,9 +221,18 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     } else if (got >= 1 && strcmp(word, "pending") == 0) {
         change_stream_peek(d->changes, add_pending, reply);
     } else if (got >= 1 && strcmp(word, "flush") == 0) {
-        /* "flush [MS]": the caller's bound, else ours. */
+        /* "flush [MS]": the caller's bound, else ours.  Changes noted but
+         * not yet indexed are not in the journal: wait for them first. */
         int ms = got >= 2 && n > 0 && n < 3600000 ? (int)n : FLUSH_TIMEOUT_MS;
-        if (mirror_set_flush(daemon_mirrors(d), ms, reply))
+        __atomic_store_n(&d->flush_ms, ms, __ATOMIC_RELAXED);
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bool indexed = wait_indexed(d, ms);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (!indexed)
+            strbuf_adds(reply, "unflushed: changes are still being indexed\n");
+        else if (mirror_set_flush(daemon_mirrors(d), spent < ms ? ms - (int)spent : 0, reply))
             strbuf_adds(reply, "ok\n");
     } else if (got >= 1 && strcmp(word, "reload") == 0) {
         mirror_set_reload(daemon_mirrors(d), reply);
@@ -224,7 +252,8 @@ static void kick_mirrors(void *arg)
 int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
 {
     const struct wfs_options *opt = &dopt->fs;
-    struct daemon d = {.opt = opt, .dopt = dopt, .ready_fd = ready_fd, .log_fd = -1};
+    struct daemon d = {.opt = opt, .dopt = dopt, .ready_fd = ready_fd, .log_fd = -1,
+                       .flush_ms = FLUSH_TIMEOUT_MS};
     char err[1024] = "";
     int code = 1;
     struct control_server *ctl = NULL;
@@ -297,7 +326,8 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
     indexer_stop(d.indexer); /* finishes the batch in hand */
     control_server_stop(ctl);
     struct strbuf unflushed = STRBUF_INIT;
-    if (!mirror_set_flush(d.mirrors, FLUSH_TIMEOUT_MS, &unflushed))
+    if (!mirror_set_flush(d.mirrors, __atomic_load_n(&d.flush_ms, __ATOMIC_RELAXED),
+                          &unflushed))
         fprintf(stderr, "wsync: at exit, %s", unflushed.buf);
     strbuf_release(&unflushed);
     mirror_set_stop(d.mirrors);

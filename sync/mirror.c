@@ -166,8 +166,12 @@ static void *mirror_main(void *arg)
         m->st.sessions++;
         pthread_mutex_unlock(&m->lock);
         int r = sender_open(&m->opt, &res, &s, err, sizeof(err));
-        if (!r)
+        if (!r) {
+            pthread_mutex_lock(&m->lock); /* connected; the catch-up may take a while */
+            m->st.connected = true;
+            pthread_mutex_unlock(&m->lock);
             r = sender_sync_all(s);
+        }
         if (!r) {
             backoff = BACKOFF_MIN_MS;
             uint64_t done = head;
@@ -261,10 +265,12 @@ bool mirror_flush(struct mirror *m, uint64_t want, int timeout_ms)
         dl.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&m->lock);
-    while (m->st.acked_seq < want && !m->stop)
+    /* Caught up, too: an empty journal says nothing about a remote that
+     * never finished its first diff. */
+    while ((m->st.acked_seq < want || !m->st.caught_up) && !m->stop)
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
             break;
-    bool ok = m->st.acked_seq >= want;
+    bool ok = m->st.acked_seq >= want && m->st.caught_up;
     pthread_mutex_unlock(&m->lock);
     return ok;
 }
@@ -273,6 +279,14 @@ void mirror_get_status(struct mirror *m, struct mirror_status *st)
 {
     pthread_mutex_lock(&m->lock);
     *st = m->st;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void mirror_ask_stop(struct mirror *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->stop = true;
+    pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
 }
 

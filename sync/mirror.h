@@ -41,12 +41,16 @@ int mirror_start(const char *src, const char *dest, const char *rsh, const char 
 /* New journal entries may exist (called after each indexer commit). */
 void mirror_kick(struct mirror *m);
 
-/* Wait until the journal through seq `want` (the caller reads the head
- * with its own index connection) is acknowledged, at most timeout_ms.
- * True if it was. */
+/* Wait until a catch-up has finished and the journal through seq `want`
+ * (the caller reads the head with its own index connection) is
+ * acknowledged, at most timeout_ms.  True if it was. */
 bool mirror_flush(struct mirror *m, uint64_t want, int timeout_ms);
 
 void mirror_get_status(struct mirror *m, struct mirror_status *st);
+
+/* Ask the thread to stop without waiting (then mirror_stop): stopping
+ * several workers this way overlaps their grace periods. */
+void mirror_ask_stop(struct mirror *m);
 
 /* Stop the thread (ending the session politely when it can) and free.
  * A session that does not end within 2 s (a transfer to a slow remote, a

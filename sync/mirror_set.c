@@ -378,6 +378,9 @@ void mirror_set_stop(struct mirror_set *ms)
     if (!ms)
         return;
     pthread_mutex_lock(&ms->ctl);
+    for (size_t i = 0; i < ms->n; i++)
+        if (ms->slots[i].m)
+            mirror_ask_stop(ms->slots[i].m);
     while (ms->n)
         remove_slot(ms, ms->n - 1);
     pthread_mutex_unlock(&ms->ctl);
