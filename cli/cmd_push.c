@@ -73,6 +73,8 @@ static int run(int argc, char **argv, bool verify)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, verify ? "e:h" : "e:nqh", longopts, NULL)) != -1) {
+        if (verify && strchr("nDKq", c))
+            return cli_usage_error(name, "%s is an option of push, not verify", argv[optind - 1]);
         switch (c) {
         case 'e': opt.rsh = optarg; break;
         case 'w': opt.wsync_path = optarg; break;
