@@ -46,6 +46,23 @@ for c in $commands; do
 done
 echo "ok: --version and --help of: $(echo $commands)"
 
+# Usage errors: exit 2, one line naming the cause, and where to look.
+usage_error() { # expected-text args...
+    want=$1
+    shift
+    st=0
+    err=$("$bin" "$@" 2>&1 >/dev/null) || st=$?
+    [ "$st" = 2 ] || fail "wsync $*: exit $st, want 2 ($err)"
+    echo "$err" | grep -q -- "$want" || fail "wsync $*: '$err' lacks '$want'"
+}
+for c in $commands; do
+    usage_error "Try 'wsync $c --help'" "$c" --no-such-option
+done
+usage_error "unknown command" frobnicate
+usage_error "is an option of push, not verify" verify --dry-run /a /b
+usage_error "timeout wants seconds" unmount --timeout soon /mnt
+echo "ok: usage errors exit 2 and say why"
+
 # Every command and every long option of its --help, in the man page and
 # the completion (the man page's own text is checked against the help by
 # reading; this catches what is missing).  (Roff writes --opt as \-\-opt.)
