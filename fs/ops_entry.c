@@ -69,16 +69,9 @@ static int set_times(int fd, struct fuse_file_info *fi, const struct stat *attr,
         tv[1] = attr->st_mtim;
     if (fi)
         return futimens((int)fi->fh, tv);
-    char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(fd, proc);
-    /* Through /proc the magic link resolves to the object itself; for a
-     * symlink that means its target, so refuse rather than touch the target. */
-    struct stat st;
-    if (fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && S_ISLNK(st.st_mode)) {
-        errno = EPERM;
-        return -1;
-    }
-    return utimensat(AT_FDCWD, proc, tv, 0);
+    /* On the O_PATH fd itself, never following: a symlink gets its own
+     * times (cp -a, rsync -a and tar set them), not its target's. */
+    return utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
 void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -34,6 +36,17 @@
  * write, and a compiler's burst of files is one transaction. */
 #define QUIET_MS 8
 #define MAX_DELAY_MS 200
+
+/* The indexer is background work next to the FUSE threads that serve the
+ * user.  It runs at a lower CPU priority, and after a batch that kept it
+ * busy for more than BUSY_MS it rests REST_FACTOR times as long (at most
+ * MAX_REST_MS) before the next one, so a process rewriting a big file all
+ * over (a database, fio) cannot make it re-hash that file back to back and
+ * take a core away from the writes themselves.  Small batches never wait. */
+#define INDEXER_NICE 10
+#define BUSY_MS 20
+#define REST_FACTOR 3
+#define MAX_REST_MS 1000
 
 struct indexer {
     char *src;
@@ -671,10 +684,24 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
     return r;
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *indexer_main(void *arg)
 {
     struct indexer *in = arg;
+    /* Linux: a thread's nice value is its own (ignored if not permitted). */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), INDEXER_NICE) != 0)
+        errno = 0;
+    long rest_ms = 0;
     while (!atomic_load(&in->stop)) {
+        for (long slept = 0; slept < rest_ms && !atomic_load(&in->stop); slept += QUIET_MS)
+            usleep(QUIET_MS * 1000);
+        rest_ms = 0;
         if (!change_stream_wait(in->cs, 500))
             continue;
         uint64_t seen = change_stream_seq(in->cs);
@@ -690,7 +717,11 @@ static void *indexer_main(void *arg)
         /* Every event up to `upto` is in this batch or an earlier one. */
         uint64_t upto = change_stream_seq(in->cs);
         b.rescan = change_stream_take(in->cs, &b.e, &b.n);
+        int64_t started = monotonic_ms();
         int r = in_transaction(in, do_batch, &b, NULL);
+        int64_t busy = monotonic_ms() - started;
+        if (busy > BUSY_MS)
+            rest_ms = busy * REST_FACTOR < MAX_REST_MS ? (long)busy * REST_FACTOR : MAX_REST_MS;
         if (!r) {
             pthread_mutex_lock(&in->counts_lock);
             in->totals.indexed_seq = upto;

@@ -290,6 +290,21 @@ START_TEST(symlinks)
     ck_assert_int_eq(st.st_uid, 7);
     ck_assert_int_eq(stat(SRC("real"), &st), 0);
     ck_assert_int_eq(st.st_uid, 0); /* the target was not touched */
+
+    /* A symlink's own times can be set (cp -a, rsync -a, tar x do it);
+     * the target keeps its own. */
+    struct stat target_before;
+    ck_assert_int_eq(stat(SRC("real"), &target_before), 0);
+    struct timespec tv[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1200000000, .tv_nsec = 7}};
+    ck_assert_msg(utimensat(AT_FDCWD, MNT("rel"), tv, AT_SYMLINK_NOFOLLOW) == 0,
+                  "utimensat on a symlink: %s", strerror(errno));
+    ck_assert_int_eq(lstat(SRC("rel"), &st), 0);
+    ck_assert_int_eq(st.st_mtim.tv_sec, 1200000000);
+    ck_assert_int_eq(st.st_mtim.tv_nsec, 7);
+    ck_assert_int_eq(lstat(MNT("rel"), &st), 0);
+    ck_assert_int_eq(st.st_mtim.tv_sec, 1200000000);
+    ck_assert_int_eq(stat(SRC("real"), &st), 0);
+    ck_assert_int_eq(st.st_mtim.tv_sec, target_before.st_mtim.tv_sec);
 }
 END_TEST
 
