@@ -352,8 +352,15 @@ static void check_far_side(struct report *rp, const char *text, const char *rsh,
     const char *where = d.host ? d.host : "this machine";
     if (r) {
         const char *f = NULL;
-        if (strstr(err, "protocol version mismatch") || strstr(err, "unknown option") ||
-            strstr(err, "unrecognized option")) {
+        if (strstr(pr.far_stderr, "--probe") &&
+            (strstr(pr.far_stderr, "unrecognized") || strstr(pr.far_stderr, "unknown option"))) {
+            /* A wsync from before doctor: it cannot say its version. */
+            snprintf(err, sizeof(err),
+                     "the far side's wsync is older than this one (it lacks 'serve --probe'): %s",
+                     pr.far_stderr);
+            snprintf(fix, sizeof(fix), "install this wsync (%s) on %s", WSYNC_VERSION, where);
+            f = fix;
+        } else if (strstr(err, "protocol version mismatch")) {
             snprintf(fix, sizeof(fix), "install wsync %s on %s (apt install ./wsync_%s_amd64.deb)",
                      WSYNC_VERSION, where, WSYNC_VERSION);
             f = fix;

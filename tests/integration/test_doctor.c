@@ -185,7 +185,8 @@ START_TEST(far_side_without_probe_or_wsync)
     int st = doctor(&out, "--wsync-path %s %s", script, dest);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     ASSERT_HAS(out, "unrecognized option '--probe'");
-    ASSERT_HAS(out, "fix: install wsync");
+    ASSERT_HAS(out, "older than this one (it lacks 'serve --probe')");
+    ASSERT_HAS(out, "fix: install this wsync");
     free(out);
 
     st = doctor(&out, "--wsync-path %s/missing-wsync %s", m.root, dest);
