@@ -68,7 +68,9 @@ mkroot() { # a fresh throwaway root at $work/$1/root
 
 mkroot a
 if chroot "$root" dpkg -s wsync >/dev/null 2>&1; then
-    fail "this machine has a wsync package installed already: the root is not clean"
+    # This machine has wsync installed: make the copy clean (the host keeps it).
+    chroot "$root" dpkg --purge wsync >/dev/null 2>&1 || fail "cannot purge wsync in the throwaway root"
+    echo "note: this machine has a wsync package; purged in the throwaway root"
 fi
 [ ! -e "$root/usr/bin/wsync" ] || fail "$root/usr/bin/wsync exists before the install"
 out=$(chroot "$root" dpkg -i "/tmp/$(basename "$deb")" 2>&1) || fail "dpkg -i: $out"
