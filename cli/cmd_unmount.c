@@ -57,7 +57,14 @@ int cmd_unmount(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "lt:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': lazy = true; break;
-        case 't': timeout = atof(optarg); break;
+        case 't': {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || !(timeout >= 0))
+                return cli_usage_error("unmount", "--timeout wants seconds >= 0, not '%s'",
+                                       optarg);
+            break;
+        }
         case 'h': fputs(help, stdout); return 0;
         default: return cli_usage_error("unmount", "unknown option");
         }
