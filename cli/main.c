@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"push", cmd_push, "make DEST's tree identical to SRC's, sending only what differs"},
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
+    {"overlay", cmd_overlay, "list, diff, reset or promote this machine's local paths"},
 };
 
 static void usage(FILE *out)
