@@ -154,7 +154,8 @@ int overlay_list(struct wfs *fs, struct wfs_inode *dir, struct ov_dirent **out, 
     }
     int ld = overlay_lower_dir(dir);
     if (!r && ld >= 0) {
-        qsort(c.names.v, c.names.n, sizeof(*c.names.v), cmp_name);
+        if (c.names.n)
+            qsort(c.names.v, c.names.n, sizeof(*c.names.v), cmp_name);
         c.hide = &c.names;
         c.mirror_parent = false;
         r = for_each_entry(ld, collect_lower, &c);
@@ -240,7 +241,8 @@ static int merged_empty(int up_fd, int low_fd)
     if (!r && up_fd >= 0)
         r = for_each_entry(up_fd, upper_name, &names);
     if (!r && low_fd >= 0) {
-        qsort(names.v, names.n, sizeof(*names.v), cmp_name);
+        if (names.n)
+            qsort(names.v, names.n, sizeof(*names.v), cmp_name);
         ec.upper_pass = false;
         r = for_each_entry(low_fd, visible_entry, &ec);
     }
