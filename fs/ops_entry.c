@@ -5,6 +5,7 @@
  * O_PATH fd, replies exactly once, and notes the change.
  */
 #include "ops.h"
+#include "fuse_io.h"
 #include "overlay.h"
 
 #include <errno.h>
@@ -71,16 +72,28 @@ static int set_times(int fd, struct fuse_file_info *fi, const struct stat *attr,
         tv[1] = attr->st_mtim;
     if (fi)
         return futimens((int)fi->fh, tv);
-    char proc[WFS_PROC_PATH_MAX];
-    wfs_proc_path(fd, proc);
-    /* Through /proc the magic link resolves to the object itself; for a
-     * symlink that means its target, so refuse rather than touch the target. */
-    struct stat st;
-    if (fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && S_ISLNK(st.st_mode)) {
-        errno = EPERM;
-        return -1;
+    /* On the O_PATH fd itself, never following: a symlink gets its own
+     * times (cp -a, rsync -a and tar set them), not its target's. */
+    return utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+}
+
+/* With FUSE_HANDLE_KILLPRIV_V2, a truncate clears what a write would
+ * (fuse_io.h); the kernel's FATTR_KILL_SUIDGID arrives as
+ * FUSE_SET_ATTR_KILL_SUID. */
+static void kill_privs_after_truncate(fuse_req_t req, struct fuse_file_info *fi,
+                                      const char *proc, int valid)
+{
+    bool suidgid = valid & FUSE_SET_ATTR_KILL_SUID;
+    gid_t gid = fuse_req_ctx(req)->gid;
+    if (fi) {
+        fuse_io_kill_privs((int)fi->fh, suidgid, gid);
+        return;
     }
-    return utimensat(AT_FDCWD, proc, tv, 0);
+    int fd = open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+        fuse_io_kill_privs(fd, suidgid, gid);
+        close(fd);
+    }
 }
 
 void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
@@ -122,6 +135,8 @@ void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
         if (r)
             goto out;
         kind |= CHANGE_TRUNCATE;
+        if (fuse_io_killpriv_v2())
+            kill_privs_after_truncate(req, fi, proc, valid);
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
         r = set_times(in->fd, fi, attr, valid);

@@ -9,6 +9,7 @@
  * done, the change stream has it (unmount flushes and tests rely on it).
  */
 #include "ops.h"
+#include "fuse_io.h"
 #include "overlay.h"
 
 #include <errno.h>
@@ -112,8 +113,11 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     set_file_info(fi, fd);
-    if (fi->flags & O_TRUNC)
+    if (fi->flags & O_TRUNC) {
+        if (fuse_io_killpriv_v2())
+            fuse_io_kill_privs(fd, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid);
         wfs_note(fs, CHANGE_TRUNCATE, fd, NULL, 0, 0);
+    }
     if (fuse_reply_open(req, fi) != 0)
         close(fd);
 }
@@ -140,6 +144,10 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
         fuse_reply_err(req, (int)-n);
         return;
     }
+    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us. */
+    if (fuse_io_killpriv_v2() &&
+        fuse_io_kill_privs((int)fi->fh, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid))
+        fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
     wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
     fuse_reply_write(req, (size_t)n);
 }
