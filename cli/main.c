@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
     {"doctor", cmd_doctor, "check FUSE, mount points and far sides; say how to fix"},
+    {"overlay", cmd_overlay, "list, diff, reset or promote this machine's local paths"},
 };
 
 static void usage(FILE *out)
