@@ -62,8 +62,22 @@ int cmd_unmount(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "lt:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': lazy = true; break;
-        case 't': timeout = atof(optarg); break;
-        case 'F': flush_timeout = atof(optarg); break;
+        case 't': {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || !(timeout >= 0))
+                return cli_usage_error("unmount", "--timeout wants seconds >= 0, not '%s'",
+                                       optarg);
+            break;
+        }
+        case 'F': {
+            char *end;
+            flush_timeout = strtod(optarg, &end);
+            if (*end || !(flush_timeout >= 0))
+                return cli_usage_error("unmount", "--flush-timeout wants seconds >= 0, not '%s'",
+                                       optarg);
+            break;
+        }
         case 'h': fputs(help, stdout); return 0;
         default: return cli_usage_error("unmount", "unknown option");
         }

@@ -205,9 +205,33 @@ static bool wait_indexed(struct daemon *d, int ms)
     }
 }
 
+/* "overlay reset|promote [REL]": REL is the rest of the line (may hold spaces). */
+static void handle_overlay(struct daemon *d, const char *req, struct strbuf *reply)
+{
+    char op[16] = "";
+    const char *p = req + strlen("overlay ");
+    size_t n = strcspn(p, " ");
+    if (n >= sizeof(op)) {
+        strbuf_adds(reply, "error: bad overlay request\n");
+        return;
+    }
+    memcpy(op, p, n);
+    const char *rel = p[n] == ' ' ? p + n + 1 : "";
+    char msg[1024] = "";
+    int r = wfs_overlay_apply(d->fs, op, rel, msg, sizeof(msg));
+    if (r)
+        strbuf_addf(reply, "error: %s\n", msg[0] ? msg : strerror(-r));
+    else
+        strbuf_addf(reply, "ok%s%s\n", msg[0] ? " " : "", msg);
+}
+
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
 {
     struct daemon *d = arg;
+    if (strncmp(req, "overlay ", 8) == 0) {
+        handle_overlay(d, req, reply);
+        return;
+    }
     char word[32] = "";
     unsigned long n = 0;
     char fmt[16] = "";

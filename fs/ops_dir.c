@@ -8,6 +8,7 @@
  * LOOKUP round trip per name.  The root's state dir is never listed.
  */
 #include "ops.h"
+#include "overlay.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,8 @@
 
 struct wfs_dir {
     DIR *dp;
+    struct ov_dirent *snap; /* merged overlay listing (dp unused), or NULL */
+    size_t nsnap;
     off_t offset;         /* position of `entry`, or of the stream if entry is NULL */
     struct dirent *entry; /* read but not yet handed to the kernel */
 };
@@ -34,8 +37,18 @@ void wfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    int fd = openat(wfs_fd_of(req, ino), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || !(d->dp = fdopendir(fd))) {
+    struct wfs *fs = wfs_of(req);
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (fs->ov->has_local && overlay_needs_merge(fs, in)) {
+        int r = overlay_list(fs, in, &d->snap, &d->nsnap);
+        if (r) {
+            free(d);
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
+    int fd = d->snap ? -1 : openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!d->snap && (fd < 0 || !(d->dp = fdopendir(fd)))) {
         int err = errno;
         if (fd >= 0)
             close(fd);
@@ -49,9 +62,65 @@ void wfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) != 0) {
-        closedir(d->dp);
+        if (d->dp)
+            closedir(d->dp);
+        overlay_list_free(d->snap, d->nsnap);
         free(d);
     }
+}
+
+/* readdir over a merged overlay listing: offset i+1 follows entry i. */
+static void readdir_snapshot(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                             struct wfs_dir *d, bool plus)
+{
+    struct wfs *fs = wfs_of(req);
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    int err = 0;
+    for (size_t i = off < 0 ? 0 : (size_t)off; i < d->nsnap; i++) {
+        const struct ov_dirent *de = &d->snap[i];
+        if (wfs_is_hidden(ino, de->name))
+            continue;
+        size_t n;
+        if (plus) {
+            struct fuse_entry_param e = {0};
+            bool dots = strcmp(de->name, ".") == 0 || strcmp(de->name, "..") == 0;
+            if (dots) {
+                e.attr.st_ino = de->ino;
+                e.attr.st_mode = (mode_t)de->type << 12;
+            } else {
+                int r = wfs_do_lookup(fs, ino, de->name, &e);
+                if (r == -ENOENT)
+                    continue; /* vanished since the snapshot */
+                if (r) {
+                    err = -r;
+                    break;
+                }
+            }
+            n = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e,
+                                       (off_t)i + 1);
+            if (n > size - used) {
+                if (!dots)
+                    inode_table_unref(fs->inodes, wfs_inode_of(req, e.ino), 1);
+                break;
+            }
+        } else {
+            struct stat st = {.st_ino = de->ino, .st_mode = (mode_t)de->type << 12};
+            n = fuse_add_direntry(req, buf + used, size - used, de->name, &st, (off_t)i + 1);
+            if (n > size - used)
+                break;
+        }
+        used += n;
+    }
+    if (err && used == 0)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_buf(req, buf, used);
+    free(buf);
 }
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -59,6 +128,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 {
     struct wfs *fs = wfs_of(req);
     struct wfs_dir *d = dir_of(fi);
+    if (d->snap) {
+        readdir_snapshot(req, ino, size, off, d, plus);
+        return;
+    }
     char *buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -149,14 +222,19 @@ void wfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void wfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct wfs_dir *d = dir_of(fi);
-    closedir(d->dp);
+    if (d->dp)
+        closedir(d->dp);
+    overlay_list_free(d->snap, d->nsnap);
     free(d);
     fuse_reply_err(req, 0);
 }
 
 void wfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    int fd = dirfd(dir_of(fi)->dp);
+    struct wfs_dir *d = dir_of(fi);
+    int fd = d->dp ? dirfd(d->dp) : openat(wfs_fd_of(req, ino), ".", O_RDONLY | O_CLOEXEC);
     int r = datasync ? fdatasync(fd) : fsync(fd);
+    if (!d->dp && fd >= 0)
+        close(fd);
     fuse_reply_err(req, r ? errno : 0);
 }

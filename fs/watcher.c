@@ -37,6 +37,9 @@ struct watcher {
     (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB |      \
      FAN_ONDIR)
 
+/* How long to let our own events accumulate before reading again. */
+#define OWN_EVENTS_PAUSE_MS 2
+
 /* A file handle copied out of the event buffer: records there are only
  * 4-byte aligned, and open_by_handle_at wants a real struct. */
 struct handle_buf {
@@ -184,6 +187,7 @@ static void *watcher_main(void *arg)
             continue;
         /* Events are packed at 4-byte alignment: copy each header out. */
         struct fanotify_event_metadata m;
+        bool foreign = false;
         for (const char *p = buf; p + sizeof(m) <= buf + n; p += m.event_len) {
             memcpy(&m, p, sizeof(m));
             if (m.vers != FANOTIFY_METADATA_VERSION || m.event_len < sizeof(m) ||
@@ -196,9 +200,17 @@ static void *watcher_main(void *arg)
             }
             if (m.pid == w->self)
                 continue;
+            foreign = true;
             decode(p, &m, &ev);
             handle_event(w, &ev);
         }
+        /* A buffer of nothing but our own events means the FUSE threads are
+         * busy writing SRC: each of their writes queues one.  Waking for
+         * every one of them costs a context switch per FUSE op, so let them
+         * pile up for a moment and read them in one go.  An outside edit
+         * arriving meanwhile waits at most OWN_EVENTS_PAUSE_MS. */
+        if (!foreign && poll(&pfd[1], 1, OWN_EVENTS_PAUSE_MS) > 0)
+            break;
     }
     return NULL;
 }

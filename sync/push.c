@@ -137,6 +137,17 @@ static void progress(struct sender *p, const char *phase, bool done)
     if (p->w)
         wire_get_stats(p->w, &ws);
     double t = elapsed(p);
+    if (p->opt->on_progress) {
+        pthread_mutex_lock(&p->lock); /* the reader thread counts wanted chunks */
+        struct push_progress pp = {.phase = phase, .done = done, .files = p->res->files,
+                                   .chunks_sent = p->res->chunks_sent,
+                                   .chunks_wanted = p->res->chunks_wanted,
+                                   .data_bytes = p->res->data_bytes, .bytes_out = ws.bytes_out,
+                                   .seconds = t};
+        pthread_mutex_unlock(&p->lock);
+        p->opt->on_progress(&pp, p->opt->progress_arg);
+        return;
+    }
     fprintf(stderr, "\r%-10s %6llu files %6llu chunks %8.1f MiB out %7.1f MiB/s %6.1f s%s",
             phase, (unsigned long long)p->res->files,
             (unsigned long long)p->res->chunks_sent, (double)ws.bytes_out / (1 << 20),
@@ -419,6 +430,8 @@ static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *bu
     if (!r) {
         p->res->chunks_sent++;
         p->res->data_bytes += len;
+        if (p->opt->on_progress)
+            progress(p, "data", false);
     }
     return r;
 }
