@@ -1,4 +1,4 @@
-/* cmd_remote.c — `wsync remote add|rm|ls`: the remotes kept in SRC/.wsync/config. */
+/* cmd_remote.c — `wsync remote add|rm|ls|reload`: the remotes kept in SRC/.wsync/config. */
 #include "../fs/wfs.h"
 #include "../sync/control.h"
 #include "../sync/remotes.h"
@@ -18,6 +18,7 @@ static const char help[] =
     "usage: wsync remote add [OPTIONS] NAME DEST\n"
     "       wsync remote rm [OPTIONS] NAME\n"
     "       wsync remote ls [OPTIONS] [--json]\n"
+    "       wsync remote reload [OPTIONS]\n"
     "\n"
     "Manage the remotes of a project: replicas that a running 'wsync mount' keeps\n"
     "equal to SRC, as '--mirror DEST' does, but remembered in SRC/.wsync/config.\n"
@@ -41,12 +42,14 @@ static const char help[] =
     "\n"
     "The config file is plain text, one setting per line (see\n"
     "docs/architecture.md); a line it cannot read is reported as FILE:LINE.\n"
+    "After editing it by hand, 'remote reload' tells the running mount.\n"
     "\n"
     "Examples:\n"
     "  wsync remote add robot1 robot1:/home/dev/proj\n"
     "  wsync remote add -e 'ssh -p 2222' gpu ssh://dev@gpu1/srv/proj\n"
     "  wsync remote ls\n"
-    "  wsync remote rm robot1\n";
+    "  wsync remote rm robot1\n"
+    "  wsync remote reload       # after editing SRC/.wsync/config by hand\n";
 
 struct remote_cmd {
     const char *dir;
@@ -212,6 +215,29 @@ static int remote_ls(struct remote_cmd *c, int argc)
     return 0;
 }
 
+static int remote_reload(struct remote_cmd *c, int argc)
+{
+    if (argc != 0)
+        return cli_usage_error("remote", "reload takes no arguments");
+    if (find_project(c, false))
+        return 1;
+    char *reply = NULL;
+    int r = control_request(c->state, "reload", &reply);
+    if (r == -ENOENT || r == -ECONNREFUSED)
+        return cli_error("no wsync daemon is serving %s (not mounted?)", c->src);
+    if (r)
+        return cli_error("cannot reach the wsync daemon of %s: %s", c->src, strerror(-r));
+    int code = 0;
+    for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "error: ", 7) == 0)
+            code = cli_error("%s", line + 7);
+        else
+            printf("%s\n", line);
+    }
+    free(reply);
+    return code;
+}
+
 int cmd_remote(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -253,7 +279,7 @@ int cmd_remote(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage_error("remote", "expected add, rm or ls");
+        return cli_usage_error("remote", "expected add, rm, ls or reload");
     const char *verb = argv[optind];
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
@@ -269,8 +295,10 @@ int cmd_remote(int argc, char **argv)
         r = remote_rm(&c, nargs, args);
     else if (strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0)
         r = remote_ls(&c, nargs);
+    else if (strcmp(verb, "reload") == 0)
+        r = remote_reload(&c, nargs);
     else
-        r = cli_usage_error("remote", "unknown subcommand '%s' (add, rm or ls)", verb);
+        r = cli_usage_error("remote", "unknown subcommand '%s' (add, rm, ls or reload)", verb);
     free(c.src);
     return r;
 }

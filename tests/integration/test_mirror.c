@@ -243,9 +243,26 @@ START_TEST(bad_config_names_file_and_line_and_modes_are_reserved)
                   r ? r : "(missing)");
     free(r);
     wm_write(MNT("file"), "1");
+    /* A hand edit gone wrong: reload refuses it and the running set stays. */
+    wm_write(cfg, "[remote later]\ndest = /x\nbogus\n");
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote reload"), 1);
+    ck_assert_msg(strstr(out, "config:3: expected 'key = value'") &&
+                      strstr(out, "running remotes are unchanged"),
+                  "%s", out);
+    free(out);
+    r = remote_in_status("later");
+    ck_assert_msg(r != NULL, "a bad reload dropped the remote");
+    free(r);
+    /* A good hand edit: reload replaces the changed remote. */
+    f = fopen(cfg, "w");
+    fprintf(f, "[remote later]\ndest = %s\n", later);
+    fclose(f);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote reload"), 0);
+    ck_assert_msg(strstr(out, "stopped later") && strstr(out, "started later"), "%s", out);
+    free(out);
+    ck_assert(wm_poll_content(DST_OF(later, "file"), "1", BOUND_MS));
     ck_assert_int_eq(wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt), 0);
     m.mounted = false;
-    ck_assert_int_eq(access(later, F_OK), -1); /* never written */
 }
 END_TEST
 

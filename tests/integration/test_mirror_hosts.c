@@ -228,6 +228,7 @@ START_TEST(link_down_for_ten_seconds_while_edits_continue)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int i = 0;
     bool c_kept_up = true;
+    long long max_retry = 0; /* B's reconnect backoff, as status shows it */
     /* Edits for 10 s; C (its link is up) must get each one meanwhile. */
     do {
         char body[32];
@@ -238,11 +239,17 @@ START_TEST(link_down_for_ten_seconds_while_edits_continue)
         wm_write(p, body); /* the same file rewritten again and again */
         snprintf(c, sizeof(c), "%s/during-%d", rep[2], i);
         c_kept_up &= wm_poll_content(c, body, BOUND_MS);
+        char *sb = remote_status("b");
+        long long retry = wm_json_num(sb, "retry_ms");
+        max_retry = retry > max_retry ? retry : max_retry;
+        free(sb);
         i++;
         usleep(500 * 1000); /* pacing the edits (~2 a second), not waiting for anything */
         clock_gettime(CLOCK_MONOTONIC, &t);
     } while (t.tv_sec - t0.tv_sec < 10);
     ck_assert_msg(c_kept_up, "C was held back by B's dead link");
+    ck_assert_msg(max_retry >= 400 && max_retry <= 5000,
+                  "backoff while B is down should grow, capped at 5 s: max %lld ms", max_retry);
     ck_assert_msg(wm_poll(b_disconnected, NULL, BOUND_MS), "status never said B is down");
     char *sb = remote_status("b");
     ck_assert_msg(sb && wm_json_num(sb, "pending_files") > 0 && wm_json_num(sb, "lag_seq") > 0,
