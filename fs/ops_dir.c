@@ -2,10 +2,21 @@
  * ops_dir.c — directory listing: opendir, readdir, readdirplus, releasedir,
  * fsyncdir.
  *
- * A handle wraps a DIR stream; the offset FUSE hands back is telldir()'s, so
- * a listing resumes exactly where the kernel's buffer filled.  readdirplus
- * looks every entry up (one kernel reference each), which saves the kernel a
- * LOOKUP round trip per name.  The root's state dir is never listed.
+ * Listings are stateless: no handle lives between requests.  That lets the
+ * kernel skip OPENDIR and RELEASEDIR altogether (FUSE_CAP_NO_OPENDIR_SUPPORT:
+ * our opendir answers ENOSYS once, and the kernel opens every directory
+ * itself from then on, with its listing cache on), which saves two round
+ * trips per directory a `find`, `git status` or `ls -R` opens.
+ *
+ * Each READDIR opens the backing directory, seeks to the offset the kernel
+ * hands back and reads on.  Plain directories use the filesystem's own
+ * cookies (d_off), which stay valid across opens.  A merged overlay
+ * directory has no such cookies, so its entries are ordered by a hash of the
+ * name and the hash is the cookie: a listing resumes after the last name it
+ * returned however the directory changed meanwhile (ext4's htree does the
+ * same).  readdirplus looks every entry up (one kernel reference each),
+ * which saves the kernel a LOOKUP round trip per name.  The root's state dir
+ * is never listed.
  */
 #include "ops.h"
 #include "overlay.h"
@@ -16,225 +27,201 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-struct wfs_dir {
-    DIR *dp;
-    struct ov_dirent *snap; /* merged overlay listing (dp unused), or NULL */
-    size_t nsnap;
-    off_t offset;         /* position of `entry`, or of the stream if entry is NULL */
-    struct dirent *entry; /* read but not yet handed to the kernel */
-};
-
-static struct wfs_dir *dir_of(struct fuse_file_info *fi)
-{
-    return (struct wfs_dir *)(uintptr_t)fi->fh;
-}
+#include <xxhash.h>
 
 void wfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct wfs_dir *d = calloc(1, sizeof(*d));
-    if (!d) {
-        fuse_reply_err(req, ENOMEM);
+    if (wfs_of(req)->no_opendir) {
+        fuse_reply_err(req, ENOSYS); /* once; the kernel stops asking */
         return;
     }
-    struct wfs *fs = wfs_of(req);
-    struct wfs_inode *in = wfs_inode_of(req, ino);
-    if (fs->ov->has_local && overlay_needs_merge(fs, in)) {
-        int r = overlay_list(fs, in, &d->snap, &d->nsnap);
-        if (r) {
-            free(d);
-            fuse_reply_err(req, -r);
-            return;
-        }
-    }
-    int fd = d->snap ? -1 : openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (!d->snap && (fd < 0 || !(d->dp = fdopendir(fd)))) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        free(d);
-        fuse_reply_err(req, err);
-        return;
-    }
-    fi->fh = (uint64_t)(uintptr_t)d;
-    /* Kept coherent by our own ops (the kernel drops the cache when it
-     * changes a dir) and by the watcher for outside changes. */
+    /* An older kernel: a handle-less open with the same cache flags the
+     * kernel would use.  Kept coherent by our own ops (the kernel drops the
+     * cache when it changes a dir) and by the watcher for outside changes. */
+    fi->fh = 0;
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) != 0) {
-        if (d->dp)
-            closedir(d->dp);
-        overlay_list_free(d->snap, d->nsnap);
-        free(d);
-    }
+    fuse_reply_open(req, fi);
 }
 
-/* readdir over a merged overlay listing: offset i+1 follows entry i. */
-static void readdir_snapshot(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                             struct wfs_dir *d, bool plus)
+/* One entry to hand to the kernel. */
+struct dir_item {
+    const char *name;
+    ino_t ino;
+    unsigned char type; /* DT_* */
+    off_t next;         /* the cookie that resumes after this entry */
+};
+
+/* Fills the reply buffer; false once an entry did not fit (or failed). */
+struct dir_reply {
+    fuse_req_t req;
+    fuse_ino_t ino;
+    bool plus;
+    char *buf;
+    size_t size, used;
+    int err;
+};
+
+static bool add_entry(struct dir_reply *r, const struct dir_item *it)
 {
-    struct wfs *fs = wfs_of(req);
-    char *buf = malloc(size);
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    size_t used = 0;
-    int err = 0;
-    for (size_t i = off < 0 ? 0 : (size_t)off; i < d->nsnap; i++) {
-        const struct ov_dirent *de = &d->snap[i];
-        if (wfs_is_hidden(ino, de->name))
-            continue;
-        size_t n;
-        if (plus) {
-            struct fuse_entry_param e = {0};
-            bool dots = strcmp(de->name, ".") == 0 || strcmp(de->name, "..") == 0;
-            if (dots) {
-                e.attr.st_ino = de->ino;
-                e.attr.st_mode = (mode_t)de->type << 12;
-            } else {
-                int r = wfs_do_lookup(fs, ino, de->name, &e);
-                if (r == -ENOENT)
-                    continue; /* vanished since the snapshot */
-                if (r) {
-                    err = -r;
-                    break;
-                }
-            }
-            n = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e,
-                                       (off_t)i + 1);
-            if (n > size - used) {
-                if (!dots)
-                    inode_table_unref(fs->inodes, wfs_inode_of(req, e.ino), 1);
-                break;
-            }
+    struct wfs *fs = wfs_of(r->req);
+    size_t n;
+    if (r->plus) {
+        struct fuse_entry_param e = {0};
+        bool dots = strcmp(it->name, ".") == 0 || strcmp(it->name, "..") == 0;
+        if (dots) {
+            e.attr.st_ino = it->ino;
+            e.attr.st_mode = (mode_t)it->type << 12;
         } else {
-            struct stat st = {.st_ino = de->ino, .st_mode = (mode_t)de->type << 12};
-            n = fuse_add_direntry(req, buf + used, size - used, de->name, &st, (off_t)i + 1);
-            if (n > size - used)
-                break;
+            int rc = wfs_do_lookup(fs, r->ino, it->name, &e);
+            if (rc == -ENOENT)
+                return true; /* vanished since it was listed: skip it */
+            if (rc) {
+                r->err = -rc;
+                return false;
+            }
         }
-        used += n;
+        n = fuse_add_direntry_plus(r->req, r->buf + r->used, r->size - r->used, it->name, &e,
+                                   it->next);
+        if (n > r->size - r->used) {
+            if (!dots) /* the kernel will not get this entry: drop its ref */
+                inode_table_unref(fs->inodes, wfs_inode_of(r->req, e.ino), 1);
+            return false;
+        }
+    } else {
+        struct stat st = {.st_ino = it->ino, .st_mode = (mode_t)it->type << 12};
+        n = fuse_add_direntry(r->req, r->buf + r->used, r->size - r->used, it->name, &st,
+                              it->next);
+        if (n > r->size - r->used)
+            return false;
     }
-    if (err && used == 0)
-        fuse_reply_err(req, err);
-    else
-        fuse_reply_buf(req, buf, used);
-    free(buf);
+    r->used += n;
+    return true;
 }
 
-static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                           struct fuse_file_info *fi, bool plus)
+/* A plain directory, from offset `off` (a d_off cookie; 0: the start). */
+static void list_plain(struct dir_reply *r, struct wfs_inode *in, off_t off)
 {
-    struct wfs *fs = wfs_of(req);
-    struct wfs_dir *d = dir_of(fi);
-    if (d->snap) {
-        readdir_snapshot(req, ino, size, off, d, plus);
+    int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dp) {
+        r->err = errno;
+        if (fd >= 0)
+            close(fd);
         return;
     }
-    char *buf = malloc(size);
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    if (off != d->offset) {
-        seekdir(d->dp, off);
-        d->entry = NULL;
-        d->offset = off;
-    }
-
-    size_t used = 0;
-    int err = 0;
+    if (off)
+        seekdir(dp, off);
     for (;;) {
-        if (!d->entry) {
-            errno = 0;
-            d->entry = readdir(d->dp);
-            if (!d->entry) {
-                err = errno; /* 0 at the end of the stream */
-                break;
-            }
+        errno = 0;
+        struct dirent *de = readdir(dp);
+        if (!de) {
+            r->err = errno; /* 0 at the end */
+            break;
         }
-        const char *name = d->entry->d_name;
-        off_t next = d->entry->d_off;
-        if (wfs_is_hidden(ino, name)) {
-            d->entry = NULL;
-            d->offset = next;
+        if (wfs_is_hidden(r->ino, de->d_name))
             continue;
-        }
-
-        size_t n;
-        if (plus) {
-            struct fuse_entry_param e = {0};
-            bool dots = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
-            if (dots) {
-                e.attr.st_ino = d->entry->d_ino;
-                e.attr.st_mode = (mode_t)d->entry->d_type << 12;
-            } else {
-                int r = wfs_do_lookup(fs, ino, name, &e);
-                if (r == -ENOENT) { /* vanished since readdir(): skip it */
-                    d->entry = NULL;
-                    d->offset = next;
-                    continue;
-                }
-                if (r) {
-                    err = -r;
-                    break;
-                }
-            }
-            n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, next);
-            if (n > size - used) {
-                if (!dots) /* the kernel will not get this entry: drop its ref */
-                    inode_table_unref(fs->inodes, wfs_inode_of(req, e.ino), 1);
-                break;
-            }
-        } else {
-            struct stat st = {.st_ino = d->entry->d_ino,
-                              .st_mode = (mode_t)d->entry->d_type << 12};
-            n = fuse_add_direntry(req, buf + used, size - used, name, &st, next);
-            if (n > size - used)
-                break;
-        }
-        used += n;
-        d->entry = NULL;
-        d->offset = next;
+        struct dir_item it = {de->d_name, de->d_ino, de->d_type, de->d_off};
+        if (!add_entry(r, &it))
+            break;
     }
+    closedir(dp);
+}
 
-    /* An error after some entries is reported on the next call. */
-    if (err && used == 0)
-        fuse_reply_err(req, err);
+/* A merged overlay listing's cookie for a name: "." and ".." first, then
+ * everything in name-hash order; never 0 (the start). */
+static off_t merged_cookie(const char *name)
+{
+    if (strcmp(name, ".") == 0)
+        return 1;
+    if (strcmp(name, "..") == 0)
+        return 2;
+    return (off_t)(XXH3_64bits(name, strlen(name)) >> 2) + 3;
+}
+
+static int by_cookie(const void *a, const void *b)
+{
+    const struct dir_item *x = a, *y = b;
+    if (x->next != y->next)
+        return x->next < y->next ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* A merged overlay directory, from cookie `off`. */
+static void list_merged(struct dir_reply *r, struct wfs_inode *in, off_t off)
+{
+    struct wfs *fs = wfs_of(r->req);
+    struct ov_dirent *v = NULL;
+    size_t n = 0;
+    int rc = overlay_list(fs, in, &v, &n);
+    if (rc) {
+        r->err = -rc;
+        return;
+    }
+    struct dir_item *items = n ? calloc(n, sizeof(*items)) : NULL;
+    if (n && !items) {
+        r->err = ENOMEM;
+        overlay_list_free(v, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = (struct dir_item){v[i].name, v[i].ino, v[i].type, merged_cookie(v[i].name)};
+    if (n)
+        qsort(items, n, sizeof(*items), by_cookie);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].next <= off || wfs_is_hidden(r->ino, items[i].name))
+            continue;
+        if (!add_entry(r, &items[i]))
+            break;
+    }
+    free(items);
+    overlay_list_free(v, n);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+    struct wfs *fs = wfs_of(req);
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    struct dir_reply r = {.req = req, .ino = ino, .plus = plus, .size = size};
+    if (!(r.buf = malloc(size))) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (fs->ov->has_local && overlay_needs_merge(fs, in))
+        list_merged(&r, in, off);
     else
-        fuse_reply_buf(req, buf, used);
-    free(buf);
+        list_plain(&r, in, off);
+    /* An error after some entries is reported on the next call. */
+    if (r.err && r.used == 0)
+        fuse_reply_err(req, r.err);
+    else
+        fuse_reply_buf(req, r.buf, r.used);
+    free(r.buf);
 }
 
 void wfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {
-    readdir_common(req, ino, size, off, fi, false);
+    readdir_common(req, ino, size, off, false);
 }
 
 void wfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
-    readdir_common(req, ino, size, off, fi, true);
+    readdir_common(req, ino, size, off, true);
 }
 
 void wfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct wfs_dir *d = dir_of(fi);
-    if (d->dp)
-        closedir(d->dp);
-    overlay_list_free(d->snap, d->nsnap);
-    free(d);
-    fuse_reply_err(req, 0);
+    fuse_reply_err(req, 0); /* nothing to release: listings hold no state */
 }
 
 void wfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    struct wfs_dir *d = dir_of(fi);
-    int fd = d->dp ? dirfd(d->dp) : openat(wfs_fd_of(req, ino), ".", O_RDONLY | O_CLOEXEC);
-    int r = datasync ? fdatasync(fd) : fsync(fd);
-    if (!d->dp && fd >= 0)
+    int fd = openat(wfs_fd_of(req, ino), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = fd < 0 ? -1 : datasync ? fdatasync(fd) : fsync(fd);
+    int err = r ? errno : 0;
+    if (fd >= 0)
         close(fd);
-    fuse_reply_err(req, r ? errno : 0);
+    fuse_reply_err(req, err);
 }

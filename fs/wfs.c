@@ -323,6 +323,11 @@ void wfs_init(void *userdata, struct fuse_conn_info *conn)
     if (fs->opt.writeback)
         want |= FUSE_CAP_WRITEBACK_CACHE;
     conn->want |= want & conn->capable;
+    /* Listings are stateless (ops_dir.c): no OPENDIR/RELEASEDIR round trips. */
+    if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+        conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+        fs->no_opendir = true;
+    }
     /* Locks stay in the kernel: one mount, so local locking is exact and
      * costs no round trip. */
     conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);

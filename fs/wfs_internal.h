@@ -33,6 +33,7 @@ struct wfs {
     struct fuse_session *se;
     struct watcher *watcher;
     struct overlay *ov; /* local paths: fs/overlay.h */
+    bool no_opendir;    /* the kernel opens directories without asking us */
     void (*on_ready)(void *);
     void *on_ready_arg;
     atomic_ullong outside_events;
