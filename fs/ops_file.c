@@ -10,6 +10,7 @@
  */
 #include "ops.h"
 #include "fuse_io.h"
+#include "overlay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,10 +48,26 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
         fuse_reply_err(req, EPERM);
         return;
     }
-    int pfd = wfs_fd_of(req, parent);
+    struct wfs_inode *dir = wfs_inode_of(req, parent);
+    int pfd = dir->fd;
+    bool owned = false;
+    if (overlay_child_is_local(fs, dir, name, false)) {
+        bool lower_dir;
+        int r = overlay_upper_dir_for(fs, dir, &pfd, &owned);
+        if (!r)
+            r = overlay_prepare_name(fs, dir, pfd, name, &lower_dir);
+        if (r) {
+            if (owned)
+                close(pfd);
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
     int fd = openat(pfd, name, backing_flags(fs, fi->flags) | O_CREAT, mode);
     if (fd < 0) {
         fuse_reply_err(req, errno);
+        if (owned)
+            close(pfd);
         return;
     }
     wfs_set_owner(fs, req, pfd, name, fd);
@@ -58,11 +75,15 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err) {
         close(fd);
+        if (owned)
+            close(pfd);
         fuse_reply_err(req, -err);
         return;
     }
     set_file_info(fi, fd);
     wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
+    if (owned)
+        close(pfd);
     struct wfs_inode *in = wfs_inode_of(req, e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {
         /* The kernel never saw the handle (interrupted): undo both refs. */
@@ -75,6 +96,13 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct wfs *fs = wfs_of(req);
     struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (overlay_is_local(in) && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))) {
+        int r = overlay_copy_up(fs, in, !(fi->flags & O_TRUNC));
+        if (r) {
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(in->fd, proc);
     int fd = open(proc, backing_flags(fs, fi->flags));

@@ -683,10 +683,16 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
     if (b->rescan)
         return scan_subtree(in, "", c);
     int r = 0;
+    /* Local paths (the overlay) never enter the index: their events are
+     * for the log only.  A rename out of the mirrored tree into a local
+     * path arrives as a plain delete of the source. */
     for (size_t i = 0; !r && i < b->n; i++)
-        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from)
+        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from &&
+            !(b->e[i].kinds & CHANGE_LOCAL))
             r = apply_rename(in, &b->e[i], c);
     for (size_t i = 0; !r && i < b->n; i++) {
+        if (b->e[i].kinds & CHANGE_LOCAL)
+            continue;
         /* Outside edits and new directories may hide a whole new subtree. */
         bool deep = b->e[i].kinds & (CHANGE_MKDIR | CHANGE_RENAME_TO | CHANGE_OUTSIDE);
         r = sync_one(in, b->e[i].path, deep, &b->e[i], c);

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +42,7 @@ struct session {
     struct group_resolver *gr; /* grouped chunk lists of this batch */
     struct manifest *mf;       /* NULL: not made yet, or stale after a commit */
     struct content_id root_id; /* tree root, made with mf */
+    uint64_t early_head;       /* journal head when mf was made before HELLO */
     struct content_id *want;
     size_t nwant;
     char *err;
@@ -306,15 +309,30 @@ static int open_index(struct session *s)
 /* Before the sender's HELLO arrives: bring an index ROOT already has up to
  * date and make the manifest, while the sender indexes SRC (the two stat
  * passes overlap).  Nothing is created here: a ROOT without an index
- * waits for the HELLO. */
+ * waits for the HELLO.  It runs under the writers' lock on staging (see
+ * apply_open), taken only if free: then no other session writes while we
+ * scan, and the journal head we note tells whether one wrote between the
+ * scan and our own lock (serve_run then scans again). */
 static int prepare_early(struct session *s)
 {
-    char db[PATH_MAX];
-    snprintf(db, sizeof(db), "%s/.wsync/" INDEX_FILE_NAME, s->root);
-    if (access(db, F_OK) != 0)
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/.wsync/" INDEX_FILE_NAME, s->root);
+    if (access(path, F_OK) != 0)
         return 0;
-    int r = open_index(s);
-    return r ? r : load_manifest(s);
+    snprintf(path, sizeof(path), "%s/.wsync/staging", s->root);
+    int lock = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lock < 0)
+        return 0;
+    int r = 0;
+    if (flock(lock, LOCK_EX | LOCK_NB) == 0) { /* else a writer is at work: scan later */
+        r = open_index(s);
+        if (!r)
+            r = load_manifest(s);
+        if (!r && (r = index_journal_head(s->ix, &s->early_head)))
+            snprintf(s->err, s->errsize, "index: %s", index_error(s->ix));
+    }
+    close(lock); /* releases the lock */
+    return r;
 }
 
 int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize)
@@ -358,9 +376,16 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     if (!r)
         r = open_index(&s);
     if (!r)
-        r = apply_open(root, s.ix, (s.flags & MSG_HELLO_DRY_RUN) != 0, &s.ap, err, errsize);
+        r = apply_open(root, s.ix, (s.flags & (MSG_HELLO_DRY_RUN | MSG_HELLO_VERIFY)) != 0,
+                       &s.ap, err, errsize);
     if (!r && !(s.gr = group_resolver_new(s.ix)))
         r = -ENOMEM;
+    uint64_t head;
+    if (!r && s.mf && (index_journal_head(s.ix, &head) != 0 || head != s.early_head)) {
+        /* Another writer got in between the early scan and our lock. */
+        manifest_free(s.mf);
+        s.mf = NULL;
+    }
     if (!r)
         r = send_manifest(&s, &skip);
     if (!r)

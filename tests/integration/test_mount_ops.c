@@ -410,6 +410,38 @@ START_TEST(privileges_cleared_as_on_native)
 }
 END_TEST
 
+/* A listing longer than one READDIR reply resumes at the right place: every
+ * name exactly once, made both through the mount and directly in SRC. */
+START_TEST(big_directory_listed_once)
+{
+    enum { N = 3000 };
+    ck_assert_int_eq(mkdir(MNT("big"), 0755), 0);
+    char name[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "big/%s-entry-with-a-longish-name-%05d", i % 2 ? "m" : "s", i);
+        wm_write(i % 2 ? MNT(name) : SRC(name), "");
+    }
+    for (int round = 0; round < 2; round++) { /* cold, then from the kernel's cache */
+        static unsigned char seen[N];
+        memset(seen, 0, sizeof(seen));
+        DIR *d = opendir(MNT("big"));
+        ck_assert_ptr_nonnull(d);
+        int count = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            int i = atoi(strrchr(de->d_name, '-') + 1);
+            ck_assert_msg(i >= 0 && i < N && !seen[i], "%s listed twice or unknown", de->d_name);
+            seen[i] = 1;
+            count++;
+        }
+        closedir(d);
+        ck_assert_int_eq(count, N);
+    }
+}
+END_TEST
+
 START_TEST(mknod_fifo)
 {
     ck_assert_int_eq(mkfifo(MNT("fifo"), 0644), 0);
@@ -614,6 +646,7 @@ int main(void)
     tcase_add_test(tc, hard_links_keep_nlink_exact);
     tcase_add_test(tc, symlinks);
     tcase_add_test(tc, privileges_cleared_as_on_native);
+    tcase_add_test(tc, big_directory_listed_once);
     tcase_add_test(tc, mknod_fifo);
     tcase_add_test(tc, xattrs);
     tcase_add_test(tc, fallocate_copy_range_seek_data);
