@@ -476,6 +476,33 @@ START_TEST(one_session_syncs_all_twice)
 }
 END_TEST
 
+/* A touch sets the far side's mtime in place (same inode, nothing
+ * copied); a far file that changed under its index is rebuilt instead. */
+START_TEST(a_touch_is_applied_in_place)
+{
+    write_random(SRC("t"), 200000, 31);
+    free(push("", 0));
+    struct stat before, after;
+    ck_assert_int_eq(stat(DST("t"), &before), 0);
+    set_mtime(SRC("t"), 1600000000);
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    free(out);
+    ck_assert_int_eq(stat(DST("t"), &after), 0);
+    ck_assert_uint_eq(after.st_ino, before.st_ino);
+    assert_same_mtime("t");
+    /* Now the far copy is changed behind wsync's back, same size. */
+    int fd = open(DST("t"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "XXXX", 4, 100), 4);
+    close(fd);
+    set_mtime(SRC("t"), 1600000001);
+    free(push("", 0));
+    assert_same_mtime("t");
+    assert_verified();
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -608,6 +635,7 @@ int main(void)
     tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
     tcase_add_test(tc, unchanged_subtrees_are_not_listed);
     tcase_add_test(tc, one_session_syncs_all_twice);
+    tcase_add_test(tc, a_touch_is_applied_in_place);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
