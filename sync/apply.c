@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 
 #define STATE_DIR ".wsync"
 #define STAGING_DIR ".wsync/staging"
+#define STAGING_LOCK_TRIES 500 /* x 10 ms */
 
 struct staged {
     char *path;
@@ -216,6 +218,24 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
         apply_close(a);
         return r;
     }
+    if (dry_run) { /* it writes nothing: staging belongs to whoever writes */
+        *out = a;
+        return 0;
+    }
+    /* One writing session per ROOT: staged names are per session, so a
+     * second writer (a push into a live mirror's replica) would clobber the
+     * first's files.  A writer that just died may still be exiting: wait a
+     * little for its lock before refusing. */
+    for (int i = 0; flock(a->staging_fd, LOCK_EX | LOCK_NB) < 0; i++) {
+        if (errno != EWOULDBLOCK || i == STAGING_LOCK_TRIES) {
+            r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+            snprintf(err, errsize, "%s is being written by another wsync session (%s)", root,
+                     strerror(-r));
+            apply_close(a);
+            return r;
+        }
+        usleep(10000);
+    }
     /* Leftovers of a session that died: never renamed, so never visible. */
     DIR *d = fdopendir(dup(a->staging_fd));
     if (d) {
@@ -348,7 +368,7 @@ static int stage_write(struct applier *a, size_t staged, uint64_t off, const voi
     close(fd);
     if (n != (ssize_t)len)
         return fail(a, n < 0 ? -e : -ENOSPC, "writing %s: %s", a->staged[staged].path,
-                    n < 0 ? strerror(e) : "short write");
+                    n < 0 ? strerror(e) : "short write: No space left on device");
     a->counts.bytes_written += len;
     return 0;
 }

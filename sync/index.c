@@ -480,6 +480,41 @@ int index_journal_trim(struct index *ix, uint64_t keep)
     return run(ix, s);
 }
 
+static int64_t scalar(struct index *ix, const char *sql);
+
+int index_journal_head(struct index *ix, uint64_t *seq)
+{
+    int64_t v = scalar(ix, "SELECT coalesce(max(seq), 0) FROM journal");
+    if (v < 0)
+        return fail(ix);
+    *seq = (uint64_t)v;
+    return 0;
+}
+
+int index_journal_pending(struct index *ix, uint64_t seq, struct index_pending *out)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(DISTINCT path) FROM journal WHERE seq > ?1),"
+        " (SELECT coalesce(min(time_ns), 0) FROM journal WHERE seq > ?1),"
+        " (SELECT coalesce(sum(size), 0) FROM files WHERE type = ?2 AND path IN"
+        "  (SELECT path FROM journal WHERE seq > ?1))";
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return fail(ix);
+    sqlite3_bind_int64(s, 1, (int64_t)seq);
+    sqlite3_bind_int64(s, 2, S_IFREG);
+    int r = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        out->paths = (uint64_t)sqlite3_column_int64(s, 0);
+        out->oldest_ns = sqlite3_column_int64(s, 1);
+        out->bytes = (uint64_t)sqlite3_column_int64(s, 2);
+    } else {
+        r = fail(ix);
+    }
+    sqlite3_finalize(s);
+    return r;
+}
+
 static int64_t scalar(struct index *ix, const char *sql)
 {
     sqlite3_stmt *s;

@@ -112,6 +112,17 @@ int index_journal_since(struct index *ix, uint64_t seq,
                         int (*fn)(uint64_t seq, const char *kind, const char *path, void *arg),
                         void *arg);
 
+/* The newest journal sequence (0: empty journal). */
+int index_journal_head(struct index *ix, uint64_t *seq);
+
+/* What the journal holds after seq: distinct paths, the bytes of those that
+ * are regular files now, and the time of the oldest entry (0: none). */
+struct index_pending {
+    uint64_t paths, bytes;
+    int64_t oldest_ns;
+};
+int index_journal_pending(struct index *ix, uint64_t seq, struct index_pending *out);
+
 /* Keep only the newest `keep` journal entries. */
 int index_journal_trim(struct index *ix, uint64_t keep);
 

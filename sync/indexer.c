@@ -34,19 +34,29 @@
 
 #define STATE_DIR_NAME ".wsync"
 #define JOURNAL_KEEP 100000
-/* A batch starts once changes pause for QUIET_MS (or after MAX_DELAY_MS of
- * continuous change): a file being written is hashed once, not at every
- * write, and a compiler's burst of files is one transaction. */
-#define QUIET_MS 8
+/* A batch starts once changes pause (or after MAX_DELAY_MS of continuous
+ * change): a file being written is hashed once, not at every write, and a
+ * compiler's burst of files is one transaction.  How long a pause counts
+ * depends on what came before: the first change after a calm moment (an
+ * editor's save) waits only QUIET_IDLE_MS, since its latency to the mirrors
+ * is what a user feels; while changes keep arriving within BUSY_GAP_MS of
+ * the last batch, the pause must be QUIET_BUSY_MS, so a writer that
+ * stalls for a few ms between writes is still coalesced. */
+#define QUIET_IDLE_MS 2
+#define QUIET_BUSY_MS 8
+#define BUSY_GAP_MS 20
 #define MAX_DELAY_MS 200
 
 /* The indexer is background work next to the FUSE threads that serve the
- * user.  It runs at a lower CPU priority, and after a batch that kept it
- * busy for more than BUSY_MS it rests REST_FACTOR times as long (at most
- * MAX_REST_MS) before the next one, so a process rewriting a big file all
- * over (a database, fio) cannot make it re-hash that file back to back and
- * take a core away from the writes themselves.  Small batches never wait. */
+ * user.  It runs at a lower CPU priority, and after a batch that read more
+ * than REST_MIN_BYTES and kept it busy for more than BUSY_MS it rests
+ * REST_FACTOR times as long (at most MAX_REST_MS) before the next one, so a
+ * process rewriting a big file all over (a database, fio) cannot make it
+ * re-hash that file back to back and take a core away from the writes
+ * themselves.  Batches of small files (a compiler's output, a 1000-file
+ * burst) never wait: their latency to the mirrors is the point. */
 #define INDEXER_NICE 10
+#define REST_MIN_BYTES (16u << 20)
 #define BUSY_MS 20
 #define REST_FACTOR 3
 #define MAX_REST_MS 1000
@@ -624,10 +634,16 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
     if (b->rescan)
         return scan_subtree(in, "", c);
     int r = 0;
+    /* Local paths (the overlay) never enter the index: their events are
+     * for the log only.  A rename out of the mirrored tree into a local
+     * path arrives as a plain delete of the source. */
     for (size_t i = 0; !r && i < b->n; i++)
-        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from)
+        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from &&
+            !(b->e[i].kinds & CHANGE_LOCAL))
             r = apply_rename(in, &b->e[i], c);
     for (size_t i = 0; !r && i < b->n; i++) {
+        if (b->e[i].kinds & CHANGE_LOCAL)
+            continue;
         /* Outside edits and new directories may hide a whole new subtree. */
         bool deep = b->e[i].kinds & (CHANGE_MKDIR | CHANGE_RENAME_TO | CHANGE_OUTSIDE);
         r = sync_one(in, b->e[i].path, deep, &b->e[i], c);
@@ -649,16 +665,17 @@ static void *indexer_main(void *arg)
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), INDEXER_NICE) != 0)
         errno = 0;
     long rest_ms = 0;
+    int64_t last_batch_end = 0;
     while (!atomic_load(&in->stop)) {
-        for (long slept = 0; slept < rest_ms && !atomic_load(&in->stop); slept += QUIET_MS)
-            usleep(QUIET_MS * 1000);
+        for (long slept = 0; slept < rest_ms && !atomic_load(&in->stop); slept += QUIET_BUSY_MS)
+            usleep(QUIET_BUSY_MS * 1000);
         rest_ms = 0;
         if (!change_stream_wait(in->cs, 500))
             continue;
+        int quiet = monotonic_ms() - last_batch_end < BUSY_GAP_MS ? QUIET_BUSY_MS : QUIET_IDLE_MS;
         uint64_t seen = change_stream_seq(in->cs);
-        for (int waited = 0; waited < MAX_DELAY_MS && !atomic_load(&in->stop);
-             waited += QUIET_MS) {
-            usleep(QUIET_MS * 1000);
+        for (int waited = 0; waited < MAX_DELAY_MS && !atomic_load(&in->stop); waited += quiet) {
+            usleep((useconds_t)quiet * 1000);
             uint64_t now = change_stream_seq(in->cs);
             if (now == seen)
                 break;
@@ -669,9 +686,11 @@ static void *indexer_main(void *arg)
         uint64_t upto = change_stream_seq(in->cs);
         b.rescan = change_stream_take(in->cs, &b.e, &b.n);
         int64_t started = monotonic_ms();
-        int r = in_transaction(in, do_batch, &b, NULL);
-        int64_t busy = monotonic_ms() - started;
-        if (busy > BUSY_MS)
+        struct indexer_counts done = {0};
+        int r = in_transaction(in, do_batch, &b, &done);
+        last_batch_end = monotonic_ms();
+        int64_t busy = last_batch_end - started;
+        if (busy > BUSY_MS && done.bytes_hashed > REST_MIN_BYTES)
             rest_ms = busy * REST_FACTOR < MAX_REST_MS ? (long)busy * REST_FACTOR : MAX_REST_MS;
         if (!r) {
             pthread_mutex_lock(&in->counts_lock);

@@ -137,6 +137,17 @@ static void progress(struct sender *p, const char *phase, bool done)
     if (p->w)
         wire_get_stats(p->w, &ws);
     double t = elapsed(p);
+    if (p->opt->on_progress) {
+        pthread_mutex_lock(&p->lock); /* the reader thread counts wanted chunks */
+        struct push_progress pp = {.phase = phase, .done = done, .files = p->res->files,
+                                   .chunks_sent = p->res->chunks_sent,
+                                   .chunks_wanted = p->res->chunks_wanted,
+                                   .data_bytes = p->res->data_bytes, .bytes_out = ws.bytes_out,
+                                   .seconds = t};
+        pthread_mutex_unlock(&p->lock);
+        p->opt->on_progress(&pp, p->opt->progress_arg);
+        return;
+    }
     fprintf(stderr, "\r%-10s %6llu files %6llu chunks %8.1f MiB out %7.1f MiB/s %6.1f s%s",
             phase, (unsigned long long)p->res->files,
             (unsigned long long)p->res->chunks_sent, (double)ws.bytes_out / (1 << 20),
@@ -419,6 +430,8 @@ static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *bu
     if (!r) {
         p->res->chunks_sent++;
         p->res->data_bytes += len;
+        if (p->opt->on_progress)
+            progress(p, "data", false);
     }
     return r;
 }
@@ -455,7 +468,20 @@ static int serve_wants(struct sender *p)
         progress(p, "data", false);
     }
     if (r) {
-        /* The reader may wait for an ACK that will not come: stop it. */
+        /* A far side that fails usually says why (ERROR) before it hangs
+         * up on our DATA: give the reader a moment to read that, then stop
+         * it, since it may wait for an ACK that will not come. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2;
+        pthread_mutex_lock(&p->lock);
+        while ((r == -EPIPE || r == -ECONNRESET) && !p->failed && !p->acked)
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+                break;
+        if (p->failed && (r == -EPIPE || r == -ECONNRESET) &&
+            strncmp(p->reader_err, "the far side failed", 19) == 0)
+            snprintf(p->err, p->errsize, "%s", p->reader_err);
+        pthread_mutex_unlock(&p->lock);
         pthread_cancel(reader);
     }
     pthread_join(reader, NULL);
@@ -610,6 +636,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     if (!r)
         r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL,
                             opt->far_stderr_set ? opt->far_stderr_fd : -1, &p->t, err, errsize);
+    if (!r && opt->on_child)
+        opt->on_child(p->t.pid, opt->on_child_arg);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
     if (!r)
@@ -633,6 +661,8 @@ int sender_close(struct sender *p, int r)
         p->res->bytes_out = ws.bytes_out;
         p->res->bytes_in = ws.bytes_in;
     }
+    if (p->t.pid && p->opt->on_child)
+        p->opt->on_child(0, p->opt->on_child_arg);
     int status = p->t.pid ? transport_finish(&p->t, r ? 2000 : 30000) : 0;
     if (!r && status != 0) {
         snprintf(p->err, p->errsize, "the far side exited with status %d", status);
@@ -655,6 +685,15 @@ int sender_close(struct sender *p, int r)
     pthread_cond_destroy(&p->cond);
     free(p);
     return r;
+}
+
+void sender_traffic(struct sender *p, uint64_t *out, uint64_t *in)
+{
+    struct wire_stats ws = {0};
+    if (p->w)
+        wire_get_stats(p->w, &ws);
+    *out = ws.bytes_out;
+    *in = ws.bytes_in;
 }
 
 int push_run(const struct push_options *opt, struct push_result *res, char *err,

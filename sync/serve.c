@@ -274,7 +274,8 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     if (!r)
         r = indexer_new(root, s.ix, &s.in, err, errsize);
     if (!r)
-        r = apply_open(root, s.ix, (s.flags & MSG_HELLO_DRY_RUN) != 0, &s.ap, err, errsize);
+        r = apply_open(root, s.ix, (s.flags & (MSG_HELLO_DRY_RUN | MSG_HELLO_VERIFY)) != 0,
+                       &s.ap, err, errsize);
     if (!r)
         r = send_manifest(&s);
     if (!r)

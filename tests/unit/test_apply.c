@@ -260,6 +260,39 @@ START_TEST(special_bits_dropped_and_zeros_stay_sparse)
 }
 END_TEST
 
+/* A verify (dry-run applier) while a writer has files staged leaves them
+ * alone, and a second writer is refused instead of clobbering them.  (A
+ * verify used to delete a live mirror's staged files, failing its batch.) */
+START_TEST(one_writer_per_root_and_readers_leave_staging_alone)
+{
+    size_t len = 100 * 1024;
+    unsigned char *data = random_bytes(len, 7);
+    struct chunk *c;
+    size_t n;
+    struct content_id id;
+    chunk_buf(data, len, &c, &n, &id);
+    struct content_id *want = NULL;
+    size_t nwant = 0;
+    ck_assert_int_eq(apply_file(ap, "f", 0644, 0, len, &id, c, n, &want, &nwant), 0);
+    char err[512];
+    struct applier *reader, *second;
+    ck_assert_msg(apply_open(root, ix, true, &reader, err, sizeof(err)) == 0, "%s", err);
+    apply_close(reader);
+    ck_assert_int_eq(apply_open(root, ix, false, &second, err, sizeof(err)), -EBUSY);
+    ck_assert_msg(strstr(err, "another wsync session"), "%s", err);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    ck_assert_msg(apply_commit(ap) == 0, "%s", apply_error(ap));
+    size_t got_len;
+    char *got = wm_read(at("f"), &got_len);
+    ck_assert(got && got_len == len && memcmp(got, data, len) == 0);
+    free(got);
+    free(want);
+    free(c);
+    free(data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("apply");
@@ -272,6 +305,7 @@ int main(void)
     tcase_add_test(tc, lies_and_gaps_leave_the_old_file);
     tcase_add_test(tc, symlinks_in_the_way_are_not_followed);
     tcase_add_test(tc, special_bits_dropped_and_zeros_stay_sparse);
+    tcase_add_test(tc, one_writer_per_root_and_readers_leave_staging_alone);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
