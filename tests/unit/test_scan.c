@@ -185,15 +185,25 @@ static size_t rows_in_index(void)
     return n;
 }
 
+struct journal_probe {
+    const char *kind, *path;
+    bool found;
+};
+
+static int probe_entry(uint64_t seq, const char *kind, const char *path, void *arg)
+{
+    (void)seq;
+    struct journal_probe *p = arg;
+    if (strcmp(kind, p->kind) == 0 && strcmp(path, p->path) == 0)
+        p->found = true;
+    return 0;
+}
+
 static bool journal_has(const char *kind, const char *path)
 {
-    char *out = wm_sh_out(NULL,
-                          "sqlite3 '%s/index.db' \"SELECT count(*) FROM journal WHERE "
-                          "kind = '%s' AND path = '%s'\"",
-                          state, kind, path);
-    bool yes = atoi(out) > 0;
-    free(out);
-    return yes;
+    struct journal_probe p = {kind, path, false};
+    ck_assert_int_eq(index_journal_since(ix, 0, probe_entry, &p), 0);
+    return p.found;
 }
 
 START_TEST(scan_merges_names_that_sort_apart)
