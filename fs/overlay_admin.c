@@ -390,15 +390,13 @@ static int remove_tree(int at, const char *name)
         return errno == ENOENT ? 0 : -errno;
     if (!S_ISDIR(st.st_mode))
         return unlinkat(at, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-    DIR *dp;
+    DIR *dp = NULL;
     int r = open_dir(at, name, &dp);
     struct dirent *de;
     while (!r && (de = readdir(dp)))
         if (!dots(de->d_name))
             r = remove_tree(dirfd(dp), de->d_name);
-    if (dp && !r)
-        closedir(dp);
-    else if (dp)
+    if (dp)
         closedir(dp);
     if (!r && unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
         r = -errno;
@@ -411,13 +409,13 @@ int ovadm_reset(struct ovadm *a, const char *rel, char *err, size_t errsize)
         return -ENOENT;
     int r = 0;
     if (!*rel) {
-        DIR *dp;
+        DIR *dp = NULL;
         r = open_dir(a->upper_fd, ".", &dp);
         struct dirent *de;
         while (!r && (de = readdir(dp)))
             if (!dots(de->d_name))
                 r = remove_tree(dirfd(dp), de->d_name);
-        if (!r || dp)
+        if (dp)
             closedir(dp);
     } else {
         const char *base;

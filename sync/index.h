@@ -91,6 +91,12 @@ int index_find_chunk(struct index *ix, const struct content_id *id, char **path,
 int index_foreach(struct index *ix, const char *prefix,
                   int (*fn)(const struct index_file *f, void *arg), void *arg);
 
+/* Call fn for every row, in no particular order: a table scan, cheaper
+ * than index_foreach(ix, "", ...) for callers that sort or hash anyway.
+ * Same contract otherwise. */
+int index_foreach_unordered(struct index *ix, int (*fn)(const struct index_file *f, void *arg),
+                            void *arg);
+
 /* Append a journal entry; returns its sequence number in *seq. */
 int index_journal_add(struct index *ix, const char *kind, const char *path, uint64_t *seq);
 

@@ -24,7 +24,7 @@ int tree_root_from_index(struct index *ix, struct content_id *root)
     struct tree_builder *b = tree_builder_new();
     if (!b)
         return -ENOMEM;
-    int r = index_foreach(ix, "", add_row, b);
+    int r = index_foreach_unordered(ix, add_row, b); /* the builder sorts */
     if (!r)
         r = tree_builder_finish(b, root, NULL);
     tree_builder_free(b);
