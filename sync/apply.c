@@ -496,7 +496,7 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
     int r = set_meta_in_place(a, path, mode, mtime_ns, size, file_id, chunks, nchunks);
     if (r)
         return r < 0 ? r : 0; /* 1: the content was there, only mode and mtime moved */
-    size_t idx;
+    size_t idx = 0;
     r = add_staged(a, path, mode, mtime_ns, size, file_id, &idx);
     if (r)
         return r;
@@ -543,7 +543,7 @@ int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_
     struct content_id file_id;
     content_id_of_chunk(data, len, &c.id);
     content_id_of_file(len ? &c.id : NULL, len ? 1 : 0, &file_id);
-    size_t idx;
+    size_t idx = 0;
     int r = add_staged(a, path, mode, mtime_ns, len, &file_id, &idx);
     if (r)
         return r;
