@@ -19,6 +19,8 @@ int cmd_index(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
+int cmd_conflicts(int argc, char **argv);
 
 /* "wsync: " + message + newline on stderr; returns 1 (or EXIT_USAGE for usage_error). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,6 +17,8 @@ static const struct command commands[] = {
     {"log", cmd_log, "the journal of changes (or the daemon's raw events)"},
     {"index", cmd_index, "bring SRC's index up to date; print the tree root"},
     {"push", cmd_push, "make DEST's tree identical to SRC's, sending only what differs"},
+    {"sync", cmd_sync, "two-way sync with DEST; conflicts are kept as copies"},
+    {"conflicts", cmd_conflicts, "list conflict copies, or resolve them in bulk"},
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
 };
