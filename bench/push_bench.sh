@@ -43,8 +43,7 @@
 # After every run the result is checked: for wsync, `wsync verify` must say
 # equal; for both tools, `diff -rq` of SRC and DEST (content, symlink
 # targets) and a listing compare (type, size, permission bits, mtime of
-# files and symlinks; dirs by type and mode only, since wsync does not keep
-# directory mtimes).  A failed check is a FAIL in the report and the script
+# files, symlinks and directories).  A failed check is a FAIL in the report and the script
 # exits 1 (a missed target is reported as FAIL but does not change the exit
 # status).  Wall time is the push command alone; "cpu" is user+sys of the
 # command and every process it waited for (both ends of the transfer, the
@@ -179,8 +178,7 @@ listing() {  # type|size|mode|mtime|path|target for everything but .wsync, sorte
     (cd "$1" && find . -path ./.wsync -prune -o -printf '%y|%s|%m|%T@|%P|%l\n' | LC_ALL=C sort -t'|' -k5,5)
 }
 # compare two listings by path; prints what differs, e.g. "12 missing, 200
-# mtime" (dirs: type and mode only, their size and mtime are not compared;
-# symlinks: an mtime difference is only noted, in file $3, not a failure)
+# mtime" (dirs: their size is not compared; file $3 is kept for notes)
 cmp_listing() {
     awk -F'|' 'NR == FNR { t[$5] = $1; s[$5] = $2; m[$5] = $3; mt[$5] = $4; l[$5] = $6; next }
         { seen[$5] = 1
@@ -190,10 +188,10 @@ cmp_listing() {
           if ($1 == "f" && s[$5] != $2) c["size"]++
           if ($1 == "l" && l[$5] != $6) c["target"]++
           if ($1 == "f" && mt[$5] != $4) c["mtime"]++
-          if ($1 == "l" && mt[$5] != $4) lm++ }
+          if ($1 == "l" && mt[$5] != $4) c["symlink mtime"]++
+          if ($1 == "d" && $5 != "" && mt[$5] != $4) c["dir mtime"]++ }
         END { for (p in t) if (!(p in seen)) c["missing"]++
-              for (k in c) printf "%d %s, ", c[k], k
-              if (lm) printf "%d symlink mtimes differ\n", lm > note }' note="$3" "$1" "$2" | sed 's/, $//'
+              for (k in c) printf "%d %s, ", c[k], k }' "$1" "$2" | sed 's/, $//'
 }
 declare -A NOTE
 check_dest() {  # check_dest TOOL DEST TAG -> prints "ok" or the reasons

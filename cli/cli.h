@@ -16,11 +16,14 @@ int cmd_unmount(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_remote(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_conflicts(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_overlay(int argc, char **argv);
 
 /* "wsync: " + message + newline on stderr; returns 1 (or EXIT_USAGE for usage_error). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,6 +1,7 @@
 /* cmd_push.c — `wsync push` and `wsync verify`: one-shot sync to DEST, and the root check. */
 #include "../sync/push.h"
 #include "cli.h"
+#include "progress.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -27,7 +28,8 @@ static const char push_help[] =
     "      --delete          delete what DEST has and SRC does not (default)\n"
     "      --no-delete       keep extra files on DEST\n"
     "      --json            summary as one JSON object\n"
-    "  -q, --quiet           no progress line\n"
+    "  -q, --quiet           no progress line (there is one only when stderr is\n"
+    "                        a terminal: files, bytes, rate, ETA)\n"
     "  -h, --help            show this help\n"
     "\n"
     "Examples:\n"
@@ -64,11 +66,15 @@ static int run(int argc, char **argv, bool verify)
         {0},
     };
     struct push_options opt = {.delete_extra = true, .verify_only = verify,
-                               .progress = isatty(STDERR_FILENO)};
+                               .progress = progress_wanted(stderr)};
+    struct progress_line line;
+    progress_line_init(&line, stderr);
     bool json = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, verify ? "e:h" : "e:nqh", longopts, NULL)) != -1) {
+        if (verify && strchr("nDKq", c))
+            return cli_usage_error(name, "%s is an option of push, not verify", argv[optind - 1]);
         switch (c) {
         case 'e': opt.rsh = optarg; break;
         case 'w': opt.wsync_path = optarg; break;
@@ -87,6 +93,8 @@ static int run(int argc, char **argv, bool verify)
     opt.dest = argv[optind + 1];
     if (json)
         opt.progress = false;
+    opt.on_progress = progress_push_hook;
+    opt.progress_arg = &line;
 
     struct push_result res;
     char err[1024] = "";

@@ -19,15 +19,18 @@ static const char help[] =
     "Show the state of the project PATH belongs to (a mount point, SRC, or\n"
     "anything inside either; default: the current directory): the mount\n"
     "daemon's figures if one runs (changes noted, paths pending, kernel inodes,\n"
-    "outside edits watched, files hashed) and the index's (files, bytes,\n"
-    "chunks, journal sequence, tree root).\n"
+    "outside edits watched, files hashed), one entry per remote (connected?,\n"
+    "lag in journal entries and ms, pending paths and bytes, bytes sent, the\n"
+    "current retry interval and the last error) and the index's (files,\n"
+    "bytes, chunks, journal sequence, tree root).\n"
     "\n"
     "Options:\n"
     "      --json   one JSON object: {\"daemon\": {...} or null, \"index\": {...} or null}\n"
     "  -h, --help   show this help\n"
     "\n"
-    "Example:\n"
-    "  wsync status /srv\n";
+    "Examples:\n"
+    "  wsync status /srv\n"
+    "  wsync status --json /srv    # .daemon.mirrors[]: one object per remote\n";
 
 /* Index figures as text or a JSON object; false if there is no index yet. */
 static bool index_figures(const char *src, bool json)

@@ -17,18 +17,22 @@
 static const char help[] =
     "usage: wsync unmount [OPTIONS] MNT\n"
     "\n"
-    "Flush pending changes, unmount MNT and wait for its daemon to exit.\n"
-    "A mount whose daemon died (\"Transport endpoint is not connected\") is\n"
-    "cleaned up too.\n"
+    "Flush pending changes to every reachable remote (waiting at most\n"
+    "--flush-timeout), unmount MNT and wait for its daemon to exit.  Remotes\n"
+    "that could not be flushed are named with the cause; they catch up when\n"
+    "the project is next mounted.  A mount whose daemon died (\"Transport\n"
+    "endpoint is not connected\") is cleaned up too.\n"
     "\n"
     "Options:\n"
     "  -l, --lazy          detach now even if files under MNT are open; the\n"
     "                      daemon exits once they are closed\n"
     "  -t, --timeout SECS  how long to wait for the daemon (default 30)\n"
+    "      --flush-timeout SECS  how long to wait for remotes (default 10)\n"
     "  -h, --help          show this help\n"
     "\n"
-    "Example:\n"
-    "  wsync unmount /srv\n";
+    "Examples:\n"
+    "  wsync unmount /srv\n"
+    "  wsync unmount --flush-timeout 60 /srv   # a slow link: wait longer\n";
 
 /* Wait for pid to exit; true if it did within timeout_ms. */
 static bool wait_exit(pid_t pid, int timeout_ms)
@@ -47,17 +51,33 @@ int cmd_unmount(int argc, char **argv)
     static const struct option longopts[] = {
         {"lazy", no_argument, NULL, 'l'},
         {"timeout", required_argument, NULL, 't'},
+        {"flush-timeout", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     bool lazy = false;
-    double timeout = 30;
+    double timeout = 30, flush_timeout = 10;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "lt:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': lazy = true; break;
-        case 't': timeout = atof(optarg); break;
+        case 't': {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || !(timeout >= 0))
+                return cli_usage_error("unmount", "--timeout wants seconds >= 0, not '%s'",
+                                       optarg);
+            break;
+        }
+        case 'F': {
+            char *end;
+            flush_timeout = strtod(optarg, &end);
+            if (*end || !(flush_timeout >= 0))
+                return cli_usage_error("unmount", "--flush-timeout wants seconds >= 0, not '%s'",
+                                       optarg);
+            break;
+        }
         case 'h': fputs(help, stdout); return 0;
         default: return cli_usage_error("unmount", "unknown option");
         }
@@ -87,7 +107,15 @@ int cmd_unmount(int argc, char **argv)
     snprintf(state, sizeof(state), "%s/.wsync", m.source);
     pid_t pid = 0;
     char *reply = NULL;
-    if (control_request(state, "flush", &reply) == 0) {
+    char flush[64];
+    snprintf(flush, sizeof(flush), "flush %d", flush_timeout > 0 ? (int)(flush_timeout * 1000) : 1);
+    if (control_request(state, flush, &reply) == 0) {
+        /* "ok", or one line per remote that did not acknowledge in time. */
+        for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n"))
+            if (strncmp(line, "unflushed ", 10) == 0)
+                fprintf(stderr, "wsync: not flushed to remote %s\n", line + 10);
+            else if (strncmp(line, "unflushed:", 10) == 0)
+                fprintf(stderr, "wsync: not flushed:%s\n", line + 10);
         free(reply);
         reply = NULL;
         if (control_request(state, "pid", &reply) == 0)

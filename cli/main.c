@@ -16,11 +16,14 @@ static const struct command commands[] = {
     {"status", cmd_status, "what the daemon serving a mount is doing"},
     {"log", cmd_log, "the journal of changes (or the daemon's raw events)"},
     {"index", cmd_index, "bring SRC's index up to date; print the tree root"},
+    {"remote", cmd_remote, "add, remove or list the remotes a mount keeps in step"},
     {"push", cmd_push, "make DEST's tree identical to SRC's, sending only what differs"},
     {"sync", cmd_sync, "two-way sync with DEST; conflicts are kept as copies"},
     {"conflicts", cmd_conflicts, "list conflict copies, or resolve them in bulk"},
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
+    {"doctor", cmd_doctor, "check FUSE, mount points and far sides; say how to fix"},
+    {"overlay", cmd_overlay, "list, diff, reset or promote this machine's local paths"},
 };
 
 static void usage(FILE *out)
@@ -34,7 +37,9 @@ static void usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("\nExample:\n"
           "  wsync mount . /srv && docker run -it --rm -v /srv:/srv IMAGE\n\n"
-          "'wsync COMMAND --help' describes a command.  'wsync --version' prints the version.\n",
+          "'wsync COMMAND --help' describes a command.  'wsync --version' prints the version.\n"
+          "Exit status: 0 success, 1 failure (one line on stderr names the path and\n"
+          "the cause), 2 usage error.  'wsync doctor' checks a machine.  See wsync(1).\n",
           out);
 }
 

@@ -9,7 +9,7 @@
 #include "../fs/change_stream.h"
 #include "../sync/control.h"
 #include "../sync/indexer.h"
-#include "../sync/mirror.h"
+#include "../sync/mirror_set.h"
 #include "../sync/strbuf.h"
 
 #include <errno.h>
@@ -30,8 +30,8 @@
 struct daemon {
     const struct wfs_options *opt;
     const struct daemon_options *dopt;
-    struct mirror *mirrors[MOUNT_MAX_MIRRORS];
-    size_t nmirrors;
+    struct mirror_set *mirrors; /* set once, before the mount; read with an atomic load */
+    int flush_ms;               /* the last flush request's bound: also the final flush's */
     struct wfs *fs;
     struct change_stream *changes;
     struct indexer *indexer;
@@ -78,6 +78,13 @@ static void *signal_main(void *arg)
 }
 
 /* ---- control requests ---- */
+
+/* The control thread runs before the mirrors exist (it is what refuses a
+ * second daemon), so it may see NULL here: no mirrors yet. */
+static struct mirror_set *daemon_mirrors(struct daemon *d)
+{
+    return __atomic_load_n(&d->mirrors, __ATOMIC_ACQUIRE);
+}
 
 static void add_event(const struct change_event *ev, void *arg)
 {
@@ -160,14 +167,7 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                     ic.hashed, (double)ic.bytes_hashed / (1 << 20));
         if (ierr[0])
             strbuf_addf(sb, "error:    %s\n", ierr);
-        for (size_t i = 0; i < d->nmirrors; i++) {
-            struct mirror_status ms;
-            mirror_get_status(d->mirrors[i], &ms);
-            strbuf_addf(sb, "mirror:   %s: %s, journal acked through %" PRIu64 ", %" PRIu64
-                            " batches%s%s\n",
-                        ms.dest, ms.connected ? "connected" : "disconnected", ms.acked_seq,
-                        ms.batches, ms.last_error[0] ? "; last error: " : "", ms.last_error);
-        }
+        mirror_set_status(daemon_mirrors(d), sb, false);
         return;
     }
     strbuf_adds(sb, "{\"source\":");
@@ -182,26 +182,56 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
                 st.outside_events, ic.hashed, ic.bytes_hashed, ic.indexed_seq, ic.batches);
     strbuf_add_json_string(sb, ierr);
-    strbuf_adds(sb, ",\"mirrors\":[");
-    for (size_t i = 0; i < d->nmirrors; i++) {
-        struct mirror_status ms;
-        mirror_get_status(d->mirrors[i], &ms);
-        strbuf_adds(sb, i ? ",{\"dest\":" : "{\"dest\":");
-        strbuf_add_json_string(sb, ms.dest);
-        strbuf_addf(sb,
-                    ",\"connected\":%s,\"acked_seq\":%" PRIu64 ",\"batches\":%" PRIu64
-                    ",\"bytes_out\":%" PRIu64 ",\"last_ack_ns\":%" PRId64 ",\"last_error\":",
-                    ms.connected ? "true" : "false", ms.acked_seq, ms.batches, ms.bytes_out,
-                    ms.last_ack_ns);
-        strbuf_add_json_string(sb, ms.last_error);
-        strbuf_adds(sb, "}");
+    strbuf_adds(sb, ",\"mirrors\":");
+    mirror_set_status(daemon_mirrors(d), sb, true);
+    strbuf_adds(sb, "}\n");
+}
+
+/* Wait until every change noted so far is indexed (and so journaled), at
+ * most ms.  True if it is. */
+static bool wait_indexed(struct daemon *d, int ms)
+{
+    uint64_t want = change_stream_seq(d->changes);
+    for (int waited = 0;; waited++) {
+        struct indexer_counts ic = {0};
+        if (!d->indexer)
+            return true;
+        indexer_get_counts(d->indexer, &ic);
+        if (ic.indexed_seq >= want)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(1000);
     }
-    strbuf_adds(sb, "]}\n");
+}
+
+/* "overlay reset|promote [REL]": REL is the rest of the line (may hold spaces). */
+static void handle_overlay(struct daemon *d, const char *req, struct strbuf *reply)
+{
+    char op[16] = "";
+    const char *p = req + strlen("overlay ");
+    size_t n = strcspn(p, " ");
+    if (n >= sizeof(op)) {
+        strbuf_adds(reply, "error: bad overlay request\n");
+        return;
+    }
+    memcpy(op, p, n);
+    const char *rel = p[n] == ' ' ? p + n + 1 : "";
+    char msg[1024] = "";
+    int r = wfs_overlay_apply(d->fs, op, rel, msg, sizeof(msg));
+    if (r)
+        strbuf_addf(reply, "error: %s\n", msg[0] ? msg : strerror(-r));
+    else
+        strbuf_addf(reply, "ok%s%s\n", msg[0] ? " " : "", msg);
 }
 
 static void handle_request(const char *req, struct strbuf *reply, void *arg)
 {
     struct daemon *d = arg;
+    if (strncmp(req, "overlay ", 8) == 0) {
+        handle_overlay(d, req, reply);
+        return;
+    }
     char word[32] = "";
     unsigned long n = 0;
     char fmt[16] = "";
@@ -215,17 +245,21 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     } else if (got >= 1 && strcmp(word, "pending") == 0) {
         change_stream_peek(d->changes, add_pending, reply);
     } else if (got >= 1 && strcmp(word, "flush") == 0) {
-        bool all = true;
-        for (size_t i = 0; i < d->nmirrors; i++)
-            if (!mirror_flush(d->mirrors[i], FLUSH_TIMEOUT_MS)) {
-                struct mirror_status ms;
-                mirror_get_status(d->mirrors[i], &ms);
-                strbuf_addf(reply, "unflushed %s: %s\n", ms.dest,
-                            ms.last_error[0] ? ms.last_error : "timed out");
-                all = false;
-            }
-        if (all)
+        /* "flush [MS]": the caller's bound, else ours.  Changes noted but
+         * not yet indexed are not in the journal: wait for them first. */
+        int ms = got >= 2 && n > 0 && n < 3600000 ? (int)n : FLUSH_TIMEOUT_MS;
+        __atomic_store_n(&d->flush_ms, ms, __ATOMIC_RELAXED);
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bool indexed = wait_indexed(d, ms);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (!indexed)
+            strbuf_adds(reply, "unflushed: changes are still being indexed\n");
+        else if (mirror_set_flush(daemon_mirrors(d), spent < ms ? ms - (int)spent : 0, reply))
             strbuf_adds(reply, "ok\n");
+    } else if (got >= 1 && strcmp(word, "reload") == 0) {
+        mirror_set_reload(daemon_mirrors(d), reply);
     } else if (got >= 1 && strcmp(word, "pid") == 0) {
         strbuf_addf(reply, "%d\n", (int)getpid());
     } else {
@@ -236,21 +270,14 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
 static void kick_mirrors(void *arg)
 {
     struct daemon *d = arg;
-    for (size_t i = 0; i < d->nmirrors; i++)
-        mirror_kick(d->mirrors[i]);
-}
-
-static void stop_mirrors(struct daemon *d)
-{
-    for (size_t i = 0; i < d->nmirrors; i++)
-        mirror_stop(d->mirrors[i]);
-    d->nmirrors = 0;
+    mirror_set_kick(daemon_mirrors(d));
 }
 
 int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
 {
     const struct wfs_options *opt = &dopt->fs;
-    struct daemon d = {.opt = opt, .dopt = dopt, .ready_fd = ready_fd, .log_fd = -1};
+    struct daemon d = {.opt = opt, .dopt = dopt, .ready_fd = ready_fd, .log_fd = -1,
+                       .flush_ms = FLUSH_TIMEOUT_MS};
     char err[1024] = "";
     int code = 1;
     struct control_server *ctl = NULL;
@@ -292,24 +319,23 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
     }
     /* Before mounting: a bad rules file or a broken index is refused now,
      * with its cause, rather than found later in a log. */
-    int mr = 0;
-    for (size_t i = 0; !mr && i < dopt->nmirrors; i++) {
-        /* In the background our stderr is still the caller's: the far
-         * sides (which outlive that) write to the log instead. */
-        mr = mirror_start(opt->src, dopt->mirrors[i], dopt->rsh, dopt->wsync_path,
-                          ready_fd >= 0 ? d.log_fd : -1, &d.mirrors[d.nmirrors], err,
-                          sizeof(err));
-        if (!mr)
-            d.nmirrors++;
-    }
-    if (mr ||
+    /* In the background our stderr is still the caller's: the far sides
+     * (which outlive that) write to the log instead. */
+    struct mirror_set_options mopt = {.src = opt->src, .dests = dopt->mirrors,
+                                      .ndests = dopt->nmirrors, .rsh = dopt->rsh,
+                                      .wsync_path = dopt->wsync_path,
+                                      .log_fd = ready_fd >= 0 ? d.log_fd : -1};
+    struct mirror_set *mirrors = NULL;
+    int mr = mirror_set_start(&mopt, &mirrors, err, sizeof(err));
+    __atomic_store_n(&d.mirrors, mirrors, __ATOMIC_RELEASE);
+    if (mr != 0 ||
         indexer_start(opt->src, state, d.changes, kick_mirrors, &d, &d.indexer, err,
                       sizeof(err)) != 0 ||
         wfs_mount(d.fs, err, sizeof(err)) != 0) {
         report_ready(&d, err);
         indexer_stop(d.indexer);
-        stop_mirrors(&d);
         control_server_stop(ctl);
+        mirror_set_stop(d.mirrors);
         close(state_fd);
         goto out;
     }
@@ -322,12 +348,13 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
         pthread_join(sig_thread, NULL);
     }
     indexer_stop(d.indexer); /* finishes the batch in hand */
-    for (size_t i = 0; i < d.nmirrors; i++)
-        if (!mirror_flush(d.mirrors[i], FLUSH_TIMEOUT_MS))
-            fprintf(stderr, "wsync: could not flush everything to %s\n",
-                    dopt->mirrors[i]);
-    stop_mirrors(&d);
     control_server_stop(ctl);
+    struct strbuf unflushed = STRBUF_INIT;
+    if (!mirror_set_flush(d.mirrors, __atomic_load_n(&d.flush_ms, __ATOMIC_RELAXED),
+                          &unflushed))
+        fprintf(stderr, "wsync: at exit, %s", unflushed.buf);
+    strbuf_release(&unflushed);
+    mirror_set_stop(d.mirrors);
     close(state_fd);
     code = r == 0 ? 0 : 1;
 out:

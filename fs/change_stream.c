@@ -337,7 +337,7 @@ uint64_t change_stream_seq(struct change_stream *cs)
 
 static const char *const kind_names[] = {
     "create", "mkdir",       "symlink",   "link",   "write", "truncate", "attr", "xattr",
-    "delete", "rename-from", "rename-to", NULL,     NULL,    NULL,       NULL,   "outside",
+    "delete", "rename-from", "rename-to", NULL,     NULL,    NULL,       "local", "outside",
 };
 
 const char *change_kind_name(uint32_t kind_bit)

@@ -34,6 +34,7 @@ enum change_kind {
     CHANGE_DELETE = 1u << 8,   /* unlink or rmdir */
     CHANGE_RENAME_FROM = 1u << 9,
     CHANGE_RENAME_TO = 1u << 10, /* other = the old path */
+    CHANGE_LOCAL = 1u << 14,     /* flag: a local path (overlay); never mirrored */
     CHANGE_OUTSIDE = 1u << 15,   /* flag: seen by the watcher, not a FUSE op */
 };
 

@@ -11,17 +11,38 @@
 #ifndef WSYNC_INODE_TABLE_H
 #define WSYNC_INODE_TABLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
+/* Overlay layer bits of an inode (fs/overlay.h).  0 for a mirrored path. */
+enum {
+    INODE_LOCAL = 1u << 0,    /* a [local] path: writes go to the overlay */
+    INODE_UPPER = 1u << 1,    /* fd is in the overlay (copied up or made there) */
+    INODE_SKELETON = 1u << 2, /* mirrored dir with local entries in the overlay */
+};
+
 struct wfs_inode {
-    int fd; /* O_PATH|O_NOFOLLOW, immutable while the inode lives */
-    dev_t dev;
+    /* O_PATH|O_NOFOLLOW on the backing object.  Fixed for a mirrored path;
+     * a copy-up swaps it once (lower -> upper) under the table lock and
+     * keeps the old fd open in lower_fd, so an op racing with it still
+     * holds a valid fd. */
+    int fd;
+    /* Local dirs: the lower dir merged below this one (-1: none or opaque).
+     * Local files after copy-up: the old lower fd, unused but kept open. */
+    int lower_fd;
+    dev_t dev; /* key: the backing object fd refers to */
     ino_t ino;
+    ino_t shown_ino;          /* st_ino the kernel sees: kept across copy-up */
     mode_t type;              /* S_IFMT bits */
+    unsigned layer;           /* INODE_* bits; changed with __atomic ops */
     uint64_t nlookup;         /* guarded by the table lock */
     struct wfs_inode *next;   /* hash chain, guarded by the table lock */
+    dev_t alias_dev;          /* merged dirs: the lower dir's key, for the watcher */
+    ino_t alias_ino;
+    struct wfs_inode *alias_next; /* alias chain, guarded by the table lock */
+    bool aliased;
 };
 
 struct inode_table;
@@ -38,10 +59,35 @@ struct wfs_inode *inode_table_root(struct inode_table *t);
 struct wfs_inode *inode_table_ref(struct inode_table *t, int fd, const struct stat *st,
                                   int *fd_used);
 
+/* inode_table_ref for the overlay: a new inode also gets `layer` and takes
+ * over `lower_fd` (*lower_used tells; lower_st is its stat, for the alias
+ * key of a merged dir).  An existing inode that had no lower dir adopts it. */
+struct wfs_inode *inode_table_ref_layer(struct inode_table *t, int fd, const struct stat *st,
+                                        unsigned layer, int lower_fd,
+                                        const struct stat *lower_st, int *fd_used,
+                                        int *lower_used);
+
+/* Copy-up: `in` (held by the caller) now lives at new_fd (taken over) with
+ * attributes st; the old fd moves to lower_fd (closing any previous one
+ * unless it is kept as a merged dir's lower).  Rekeys the table; a dir keeps
+ * its old key as an alias.  `layer` bits are OR-ed in. */
+void inode_table_copied_up(struct inode_table *t, struct wfs_inode *in, int new_fd,
+                           const struct stat *st, unsigned layer);
+
+/* If the kernel holds an inode keyed (dev, ino), apply copied_up to it with a
+ * dup of new_fd (not taken over).  True if one was found. */
+bool inode_table_adopt(struct inode_table *t, dev_t dev, ino_t ino, int new_fd,
+                       const struct stat *st, unsigned layer);
+
+/* Set or clear layer bits of the inode keyed (dev, ino), if held. */
+void inode_table_set_layer(struct inode_table *t, dev_t dev, ino_t ino, unsigned set,
+                           unsigned clear);
+
 /* Drop n lookups; the last one closes and frees the inode. */
 void inode_table_unref(struct inode_table *t, struct wfs_inode *inode, uint64_t n);
 
-/* The FUSE node id of the inode for (dev, ino), or 0 if the kernel has none. */
+/* The FUSE node id of the inode for (dev, ino) (its key, or the lower dir
+ * of a merged dir), or 0 if the kernel has none. */
 uint64_t inode_table_nodeid(struct inode_table *t, dev_t dev, ino_t ino);
 
 /* Number of inodes in the table, root included. */

@@ -105,6 +105,24 @@ int mounts_wsync_containing(const char *path, struct mount_info *out)
     return scan(path, false, out);
 }
 
+int mounts_foreach_wsync(void (*fn)(const struct mount_info *m, void *arg), void *arg)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -errno;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        struct mount_info m;
+        if (parse_line(line, &m.mountpoint, &m.fstype, &m.source) &&
+            strcmp(m.fstype, WSYNC_FSTYPE) == 0)
+            fn(&m, arg);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
 void mount_info_release(struct mount_info *m)
 {
     free(m->mountpoint);

@@ -23,6 +23,10 @@ int mounts_at(const char *path, struct mount_info *out);
 /* The innermost wsync mount containing `path` (absolute), or -ENOENT. */
 int mounts_wsync_containing(const char *path, struct mount_info *out);
 
+/* Call fn for every wsync mount, in mountinfo order (the strings live only
+ * during the call).  0, or -errno if mountinfo cannot be read. */
+int mounts_foreach_wsync(void (*fn)(const struct mount_info *m, void *arg), void *arg);
+
 void mount_info_release(struct mount_info *m);
 
 #endif

@@ -5,6 +5,8 @@
  * O_PATH fd, replies exactly once, and notes the change.
  */
 #include "ops.h"
+#include "fuse_io.h"
+#include "overlay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +50,8 @@ void wfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *for
 void wfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct stat st;
-    int fd = fi ? (int)fi->fh : wfs_fd_of(req, ino);
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    int fd = fi && !overlay_is_local(in) ? (int)fi->fh : in->fd;
     int err = wfs_stat(wfs_of(req), ino, fd, &st);
     if (err)
         fuse_reply_err(req, -err);
@@ -74,11 +77,40 @@ static int set_times(int fd, struct fuse_file_info *fi, const struct stat *attr,
     return utimensat(fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
+/* With FUSE_HANDLE_KILLPRIV_V2, a truncate clears what a write would
+ * (fuse_io.h); the kernel's FATTR_KILL_SUIDGID arrives as
+ * FUSE_SET_ATTR_KILL_SUID. */
+static void kill_privs_after_truncate(fuse_req_t req, struct fuse_file_info *fi,
+                                      const char *proc, int valid)
+{
+    bool suidgid = valid & FUSE_SET_ATTR_KILL_SUID;
+    gid_t gid = fuse_req_ctx(req)->gid;
+    if (fi) {
+        fuse_io_kill_privs((int)fi->fh, suidgid, gid);
+        return;
+    }
+    int fd = open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+        fuse_io_kill_privs(fd, suidgid, gid);
+        close(fd);
+    }
+}
+
 void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
                         struct fuse_file_info *fi)
 {
     struct wfs *fs = wfs_of(req);
     struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (overlay_is_local(in)) {
+        /* Truncating to 0 needs no data copied. */
+        bool data = !(valid & FUSE_SET_ATTR_SIZE) || attr->st_size > 0;
+        int cr = overlay_copy_up(fs, in, data);
+        if (cr) {
+            fuse_reply_err(req, -cr);
+            return;
+        }
+        fi = NULL; /* a handle opened before the copy-up is on the lower file */
+    }
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(in->fd, proc);
     uint32_t kind = 0;
@@ -103,6 +135,8 @@ void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
         if (r)
             goto out;
         kind |= CHANGE_TRUNCATE;
+        if (fuse_io_killpriv_v2())
+            kill_privs_after_truncate(req, fi, proc, valid);
     }
     if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
         r = set_times(in->fd, fi, attr, valid);
@@ -135,19 +169,46 @@ void wfs_readlink(fuse_req_t req, fuse_ino_t ino)
     }
 }
 
+/* Where to make the new entry `name` of parent: parent's own dir, or for a
+ * local name its upper dir, with any whiteout there removed.  *opaque: a
+ * new dir must hide the lower dir of that name.  0 or -errno. */
+static int new_entry_dir(struct wfs *fs, fuse_ino_t parent, const char *name, bool is_dir,
+                         int *pfd, bool *owned, bool *opaque)
+{
+    struct wfs_inode *dir = wfs_inode_of_fs(fs, parent);
+    *opaque = false;
+    *owned = false;
+    if (!overlay_child_is_local(fs, dir, name, is_dir)) {
+        *pfd = dir->fd;
+        return 0;
+    }
+    int r = overlay_upper_dir_for(fs, dir, pfd, owned);
+    if (r)
+        return r;
+    bool lower_dir;
+    r = overlay_prepare_name(fs, dir, *pfd, name, &lower_dir);
+    *opaque = is_dir && lower_dir;
+    if (r && *owned)
+        close(*pfd);
+    return r;
+}
+
 /* Common tail of mknod/mkdir/symlink: set the owner, look the new entry up,
- * reply, note.  `made` is the result of the creating syscall. */
-static void reply_made(fuse_req_t req, fuse_ino_t parent, const char *name, int made,
-                       uint32_t kind)
+ * reply, note.  `made` is the result of the creating syscall in pfd. */
+static void reply_made(fuse_req_t req, fuse_ino_t parent, int pfd, bool owned, const char *name,
+                       int made, uint32_t kind)
 {
     struct wfs *fs = wfs_of(req);
-    int pfd = wfs_fd_of(req, parent);
     if (made < 0) {
         fuse_reply_err(req, errno);
+        if (owned)
+            close(pfd);
         return;
     }
     wfs_set_owner(fs, req, pfd, name, -1);
     wfs_note(fs, kind, pfd, name, 0, 0); /* before the reply: see ops_file.c */
+    if (owned)
+        close(pfd);
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err)
@@ -156,33 +217,44 @@ static void reply_made(fuse_req_t req, fuse_ino_t parent, const char *name, int 
         fuse_reply_entry(req, &e);
 }
 
-void wfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      dev_t rdev)
+/* mknod, mkdir and symlink: make(pfd) creates the entry. */
+static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir,
+                       uint32_t kind, const char *link, mode_t mode, dev_t rdev)
 {
+    struct wfs *fs = wfs_of(req);
     if (wfs_is_hidden(parent, name)) {
         fuse_reply_err(req, EEXIST);
         return;
     }
-    reply_made(req, parent, name, mknodat(wfs_fd_of(req, parent), name, mode, rdev),
-               CHANGE_CREATE);
+    int pfd;
+    bool owned, opaque;
+    int r = new_entry_dir(fs, parent, name, is_dir, &pfd, &owned, &opaque);
+    if (r) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    int made = kind == CHANGE_MKDIR     ? mkdirat(pfd, name, mode)
+               : kind == CHANGE_SYMLINK ? symlinkat(link, pfd, name)
+                                        : mknodat(pfd, name, mode, rdev);
+    if (made == 0 && opaque)
+        overlay_set_opaque(pfd, name);
+    reply_made(req, parent, pfd, owned, name, made, kind);
+}
+
+void wfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      dev_t rdev)
+{
+    make_entry(req, parent, name, false, CHANGE_CREATE, NULL, mode, rdev);
 }
 
 void wfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    if (wfs_is_hidden(parent, name)) {
-        fuse_reply_err(req, EEXIST);
-        return;
-    }
-    reply_made(req, parent, name, mkdirat(wfs_fd_of(req, parent), name, mode), CHANGE_MKDIR);
+    make_entry(req, parent, name, true, CHANGE_MKDIR, NULL, mode, 0);
 }
 
 void wfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    if (wfs_is_hidden(parent, name)) {
-        fuse_reply_err(req, EEXIST);
-        return;
-    }
-    reply_made(req, parent, name, symlinkat(link, wfs_fd_of(req, parent), name), CHANGE_SYMLINK);
+    make_entry(req, parent, name, false, CHANGE_SYMLINK, link, 0, 0);
 }
 
 void wfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -193,14 +265,34 @@ void wfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *
         return;
     }
     struct wfs_inode *in = wfs_inode_of(req, ino);
-    int npfd = wfs_fd_of(req, newparent);
+    /* A hard link cannot join the two layers: EXDEV, as across mounts. */
+    bool local = overlay_is_local(in);
+    if (local != overlay_child_is_local(fs, wfs_inode_of(req, newparent), newname, false)) {
+        fuse_reply_err(req, EXDEV);
+        return;
+    }
+    int npfd;
+    bool owned, opaque;
+    int r = new_entry_dir(fs, newparent, newname, false, &npfd, &owned, &opaque);
+    if (!r && local)
+        r = overlay_copy_up(fs, in, true);
+    if (r) {
+        if (owned)
+            close(npfd);
+        fuse_reply_err(req, -r);
+        return;
+    }
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(in->fd, proc);
     if (linkat(AT_FDCWD, proc, npfd, newname, AT_SYMLINK_FOLLOW) < 0) {
         fuse_reply_err(req, errno);
+        if (owned)
+            close(npfd);
         return;
     }
     wfs_note(fs, CHANGE_LINK, npfd, newname, 0, 0);
+    if (owned)
+        close(npfd);
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, newparent, newname, &e);
     if (err)
@@ -216,7 +308,13 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
         fuse_reply_err(req, ENOENT);
         return;
     }
-    int pfd = wfs_fd_of(req, parent);
+    struct wfs_inode *dir = wfs_inode_of(req, parent);
+    if (overlay_child_is_local(fs, dir, name, flags & AT_REMOVEDIR)) {
+        int r = overlay_remove(fs, dir, name, flags & AT_REMOVEDIR);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    int pfd = dir->fd;
     /* The path must be computed while the name still exists. */
     char path[PATH_MAX];
     bool have_path = wfs_relpath(fs, pfd, name, path, sizeof(path));
@@ -251,7 +349,16 @@ void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
         fuse_reply_err(req, EPERM);
         return;
     }
-    int pfd = wfs_fd_of(req, parent), npfd = wfs_fd_of(req, newparent);
+    struct wfs_inode *dir = wfs_inode_of(req, parent), *ndir = wfs_inode_of(req, newparent);
+    if (overlay_child_may_be_local(fs, dir, name) ||
+        overlay_child_may_be_local(fs, ndir, newname)) {
+        int r = overlay_rename(fs, dir, name, ndir, newname, flags);
+        if (r <= 0) {
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
+    int pfd = dir->fd, npfd = ndir->fd;
     char from[PATH_MAX], to[PATH_MAX];
     bool ok_from = wfs_relpath(fs, pfd, name, from, sizeof(from));
     bool ok_to = wfs_relpath(fs, npfd, newname, to, sizeof(to));

@@ -9,6 +9,8 @@
  * done, the change stream has it (unmount flushes and tests rely on it).
  */
 #include "ops.h"
+#include "fuse_io.h"
+#include "overlay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,10 +48,26 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
         fuse_reply_err(req, EPERM);
         return;
     }
-    int pfd = wfs_fd_of(req, parent);
+    struct wfs_inode *dir = wfs_inode_of(req, parent);
+    int pfd = dir->fd;
+    bool owned = false;
+    if (overlay_child_is_local(fs, dir, name, false)) {
+        bool lower_dir;
+        int r = overlay_upper_dir_for(fs, dir, &pfd, &owned);
+        if (!r)
+            r = overlay_prepare_name(fs, dir, pfd, name, &lower_dir);
+        if (r) {
+            if (owned)
+                close(pfd);
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
     int fd = openat(pfd, name, backing_flags(fs, fi->flags) | O_CREAT, mode);
     if (fd < 0) {
         fuse_reply_err(req, errno);
+        if (owned)
+            close(pfd);
         return;
     }
     wfs_set_owner(fs, req, pfd, name, fd);
@@ -57,11 +75,15 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err) {
         close(fd);
+        if (owned)
+            close(pfd);
         fuse_reply_err(req, -err);
         return;
     }
     set_file_info(fi, fd);
     wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
+    if (owned)
+        close(pfd);
     struct wfs_inode *in = wfs_inode_of(req, e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {
         /* The kernel never saw the handle (interrupted): undo both refs. */
@@ -74,6 +96,13 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct wfs *fs = wfs_of(req);
     struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (overlay_is_local(in) && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))) {
+        int r = overlay_copy_up(fs, in, !(fi->flags & O_TRUNC));
+        if (r) {
+            fuse_reply_err(req, -r);
+            return;
+        }
+    }
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(in->fd, proc);
     int fd = open(proc, backing_flags(fs, fi->flags));
@@ -84,8 +113,11 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     set_file_info(fi, fd);
-    if (fi->flags & O_TRUNC)
+    if (fi->flags & O_TRUNC) {
+        if (fuse_io_killpriv_v2())
+            fuse_io_kill_privs(fd, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid);
         wfs_note(fs, CHANGE_TRUNCATE, fd, NULL, 0, 0);
+    }
     if (fuse_reply_open(req, fi) != 0)
         close(fd);
 }
@@ -112,6 +144,10 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
         fuse_reply_err(req, (int)-n);
         return;
     }
+    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us. */
+    if (fuse_io_killpriv_v2() &&
+        fuse_io_kill_privs((int)fi->fh, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid))
+        fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
     wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
     fuse_reply_write(req, (size_t)n);
 }

@@ -6,6 +6,7 @@
  * against the caller before the request reaches us.
  */
 #include "ops.h"
+#include "overlay.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ static void reply_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t 
         return;
     }
     ssize_t n = name ? getxattr(proc, name, buf, size) : listxattr(proc, buf, size);
+    if (n > 0 && !name && size && overlay_is_local(wfs_inode_of(req, ino)))
+        n = overlay_filter_xattr_list(buf, (size_t)n);
     if (n < 0)
         fuse_reply_err(req, errno);
     else if (size == 0)
@@ -43,7 +46,7 @@ static void reply_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t 
 
 void wfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    if (is_symlink(req, ino))
+    if (is_symlink(req, ino) || overlay_is_own_xattr(name))
         fuse_reply_err(req, ENODATA);
     else
         reply_read(req, ino, name, size);
@@ -63,11 +66,17 @@ void wfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                          size_t size, int flags, bool remove)
 {
-    if (is_symlink(req, ino)) {
+    if (is_symlink(req, ino) || overlay_is_own_xattr(name)) {
         fuse_reply_err(req, EPERM);
         return;
     }
     struct wfs *fs = wfs_of(req); /* req is gone once replied to */
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    int cr = overlay_is_local(in) ? overlay_copy_up(fs, in, true) : 0;
+    if (cr) {
+        fuse_reply_err(req, -cr);
+        return;
+    }
     int fd = wfs_fd_of(req, ino);
     char proc[WFS_PROC_PATH_MAX];
     wfs_proc_path(fd, proc);

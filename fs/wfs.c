@@ -3,6 +3,8 @@
  * small helpers every op family shares.
  */
 #include "ops.h"
+#include "fuse_io.h"
+#include "overlay.h"
 #include "watcher.h"
 
 #include <errno.h>
@@ -76,6 +78,11 @@ int wfs_open(const struct wfs_options *opt, struct change_stream *changes, struc
         set_err(err, errsize, "inode table for %s", fs->src, e);
         goto fail;
     }
+    int r = overlay_open(fs, err, errsize);
+    if (r) {
+        e = -r;
+        goto fail;
+    }
     fs->timeout = opt->cache_timeout >= 0 ? opt->cache_timeout : DEFAULT_TIMEOUT;
     *out = fs;
     return 0;
@@ -125,6 +132,11 @@ int wfs_mount(struct wfs *fs, char *err, size_t errsize)
         fs->se = NULL;
         return -e;
     }
+    /* Our own device I/O, to skip the kernel's GETXATTR before every write
+     * (fuse_io.h).  Without it everything still works, one round trip slower. */
+    if (fuse_io_install(fs->se) != 0)
+        fprintf(stderr, "wsync: warning: cannot install FUSE I/O hooks; writes cost an extra "
+                        "round trip\n");
 
     /* The watcher is what makes long cache timeouts correct; without it,
      * fall back to short ones rather than show stale data. */
@@ -173,6 +185,7 @@ void wfs_close(struct wfs *fs)
     watcher_stop(fs->watcher);
     if (fs->se)
         fuse_session_destroy(fs->se);
+    overlay_close(fs->ov);
     inode_table_free(fs->inodes);
     if (fs->src_fd >= 0)
         close(fs->src_fd);
@@ -209,7 +222,10 @@ int wfs_stat(struct wfs *fs, fuse_ino_t ino, int fd, struct stat *st)
      * (find and others trust nlink - 2 as the number of subdirectories). */
     if (ino == FUSE_ROOT_ID && st->st_nlink > 2)
         st->st_nlink--;
-    (void)fs;
+    /* The kernel's st_ino stays the same across a copy-up. */
+    st->st_ino = (ino == FUSE_ROOT_ID ? inode_table_root(fs->inodes)
+                                      : (struct wfs_inode *)(uintptr_t)ino)
+                     ->shown_ino;
     return 0;
 }
 
@@ -223,6 +239,12 @@ int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fu
 
     struct wfs_inode *dir = parent == FUSE_ROOT_ID ? inode_table_root(fs->inodes)
                                                    : (struct wfs_inode *)(uintptr_t)parent;
+    if (fs->ov->has_local || overlay_is_local(dir)) {
+        int r = overlay_lookup(fs, dir, name, e);
+        if (!r && e->ino == FUSE_ROOT_ID && e->attr.st_nlink > 2)
+            e->attr.st_nlink--;
+        return r;
+    }
     int fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -287,8 +309,10 @@ bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t siz
 void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len)
 {
     char path[PATH_MAX];
-    if (wfs_relpath(fs, dirfd, name, path, sizeof(path)))
-        change_stream_note(fs->changes, kind, path, NULL, off, len);
+    enum ov_where w = overlay_path_of(fs, dirfd, name, path, sizeof(path));
+    if (w != OV_NOWHERE)
+        change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL,
+                           off, len);
 }
 
 void wfs_init(void *userdata, struct fuse_conn_info *conn)
@@ -299,6 +323,11 @@ void wfs_init(void *userdata, struct fuse_conn_info *conn)
     if (fs->opt.writeback)
         want |= FUSE_CAP_WRITEBACK_CACHE;
     conn->want |= want & conn->capable;
+    /* Listings are stateless (ops_dir.c): no OPENDIR/RELEASEDIR round trips. */
+    if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+        conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+        fs->no_opendir = true;
+    }
     /* Locks stay in the kernel: one mount, so local locking is exact and
      * costs no round trip. */
     conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);

@@ -46,6 +46,11 @@ void wfs_stop(struct wfs *fs);
 
 void wfs_close(struct wfs *fs);
 
+/* `wsync overlay reset|promote` (op) of rel on the mounted fs: do it and
+ * drop the kernel's caches for it.  0, or -errno with msg filled.  On
+ * success msg is "still-local" if a promoted path is still local. */
+int wfs_overlay_apply(struct wfs *fs, const char *op, const char *rel, char *msg, size_t size);
+
 /* Figures for `wsync status`. */
 struct wfs_stats {
     size_t inodes;       /* inodes the kernel holds */

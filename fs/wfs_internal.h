@@ -17,6 +17,7 @@
 #include "wfs.h"
 
 struct watcher;
+struct overlay;
 
 struct wfs {
     struct wfs_options opt;
@@ -31,6 +32,8 @@ struct wfs {
     struct change_stream *changes;
     struct fuse_session *se;
     struct watcher *watcher;
+    struct overlay *ov; /* local paths: fs/overlay.h */
+    bool no_opendir;    /* the kernel opens directories without asking us */
     void (*on_ready)(void *);
     void *on_ready_arg;
     atomic_ullong outside_events;
@@ -47,6 +50,13 @@ static inline struct wfs_inode *wfs_inode_of(fuse_req_t req, fuse_ino_t ino)
 {
     if (ino == FUSE_ROOT_ID)
         return inode_table_root(wfs_of(req)->inodes);
+    return (struct wfs_inode *)(uintptr_t)ino;
+}
+
+static inline struct wfs_inode *wfs_inode_of_fs(struct wfs *fs, fuse_ino_t ino)
+{
+    if (ino == FUSE_ROOT_ID)
+        return inode_table_root(fs->inodes);
     return (struct wfs_inode *)(uintptr_t)ino;
 }
 
@@ -75,7 +85,8 @@ void wfs_set_owner(struct wfs *fs, fuse_req_t req, int dirfd, const char *name, 
  * False if the object is not under SRC any more (deleted, moved out). */
 bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t size);
 
-/* Report one change to the stream (path computed from dirfd + name). */
+/* Report one change to the stream (path computed from dirfd + name; an
+ * object in the overlay is noted at its path in the mount, as local). */
 void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len);
 
 #endif

@@ -3,10 +3,15 @@
  *
  * State for one session: the staged files of the current batch, and a map
  * from each wanted chunk id to the staged files (and offsets) waiting for
- * it.  Staged files are named by number in ROOT/.wsync/staging and are
- * reopened per write, so a batch of 100k files holds no fds.
+ * it.  Staged files are named by number in ROOT/.wsync/staging and made
+ * on their first write (chunks arrive file after file, so few files are
+ * half written at a time).  A staged file keeps that fd until it is
+ * complete and sealed (verified, mode and mtime set), which happens as
+ * soon as its last chunk is written; at most STAGED_FDS are held, beyond
+ * that files are reopened per write.  A small file costs one open.
  */
 #include "apply.h"
+#include "dir_times.h"
 #include "index.h"
 #include "wire.h"
 
@@ -19,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -26,7 +32,9 @@
 #include <xxhash.h>
 
 #define STATE_DIR ".wsync"
+#define STAGED_FDS 256 /* staged files held open at once, at most */
 #define STAGING_DIR ".wsync/staging"
+#define STAGING_LOCK_TRIES 500 /* x 10 ms */
 
 struct staged {
     char *path;
@@ -37,7 +45,10 @@ struct staged {
     struct chunk *chunks;
     size_t nchunks;
     size_t missing;
-    bool existed;
+    int fd;       /* open while being filled, within STAGED_FDS; else -1 */
+    bool created; /* its staging file exists */
+    bool sealed;  /* complete, verified, mode and mtime set */
+    bool renamed; /* in place: nothing left in staging */
 };
 
 /* An operation on names that waits for the commit. */
@@ -73,11 +84,19 @@ struct applier {
     unsigned char *chunk_buf; /* CHUNKER_MAX_SIZE bytes for local chunk reads */
     struct deferred *deferred; /* deletes and links, applied at commit: see apply_delete */
     size_t ndeferred, cap_deferred;
+    struct dir_times *dir_times; /* mtimes to leave on directories this batch changed */
+    size_t open_fds;             /* staged files holding an fd */
+    char *place_dir;             /* the parent directory place_one has open, */
+    int place_fd;                /* kept for the next file in it (tree order) */
     char err[1024];
 };
 
 static int fail(struct applier *a, int e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int seal_one(struct applier *a, size_t i);
+static int set_meta_in_place(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
+                             uint64_t size, const struct content_id *file_id,
+                             const struct chunk *chunks, size_t nchunks);
 static int fail(struct applier *a, int e, const char *fmt, ...)
 {
     va_list ap;
@@ -193,9 +212,12 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
         return -ENOMEM;
     a->ix = ix;
     a->dry_run = dry_run;
-    a->root_fd = a->staging_fd = -1;
+    a->root_fd = a->staging_fd = a->place_fd = -1;
     a->chunk_buf = malloc(CHUNKER_MAX_SIZE);
-    if (!a->chunk_buf) {
+    a->dir_times = dir_times_new();
+    if (!a->chunk_buf || !a->dir_times) {
+        free(a->chunk_buf);
+        dir_times_free(a->dir_times);
         free(a);
         return -ENOMEM;
     }
@@ -216,6 +238,24 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
         apply_close(a);
         return r;
     }
+    if (dry_run) { /* it writes nothing: staging belongs to whoever writes */
+        *out = a;
+        return 0;
+    }
+    /* One writing session per ROOT: staged names are per session, so a
+     * second writer (a push into a live mirror's replica) would clobber the
+     * first's files.  A writer that just died may still be exiting: wait a
+     * little for its lock before refusing. */
+    for (int i = 0; flock(a->staging_fd, LOCK_EX | LOCK_NB) < 0; i++) {
+        if (errno != EWOULDBLOCK || i == STAGING_LOCK_TRIES) {
+            r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+            snprintf(err, errsize, "%s is being written by another wsync session (%s)", root,
+                     strerror(-r));
+            apply_close(a);
+            return r;
+        }
+        usleep(10000);
+    }
     /* Leftovers of a session that died: never renamed, so never visible. */
     DIR *d = fdopendir(dup(a->staging_fd));
     if (d) {
@@ -234,11 +274,20 @@ static void clear_batch(struct applier *a)
     for (size_t i = 0; i < a->nstaged; i++) {
         char name[32];
         snprintf(name, sizeof(name), "%zu.part", i);
-        unlinkat(a->staging_fd, name, 0); /* no-op once renamed */
+        if (a->staged[i].fd >= 0)
+            close(a->staged[i].fd);
+        if (a->staged[i].created && !a->staged[i].renamed)
+            unlinkat(a->staging_fd, name, 0);
         free(a->staged[i].path);
         free(a->staged[i].chunks);
     }
     a->nstaged = 0;
+    a->open_fds = 0;
+    if (a->place_fd >= 0)
+        close(a->place_fd);
+    a->place_fd = -1;
+    free(a->place_dir);
+    a->place_dir = NULL;
     for (size_t i = 0; i < a->want_cap; i++)
         free(a->wants[i].targets);
     free(a->wants);
@@ -266,6 +315,7 @@ void apply_close(struct applier *a)
     free_deferred(a);
     free(a->deferred);
     free(a->chunk_buf);
+    dir_times_free(a->dir_times);
     if (a->staging_fd >= 0)
         close(a->staging_fd);
     if (a->root_fd >= 0)
@@ -332,23 +382,53 @@ static bool all_zero(const void *buf, size_t len)
     return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
+/* Staged file i's fd: made at its full size on first use (a hole until
+ * written), then reopened when not held.  *temp: not held, close it. */
+static int staged_fd(struct applier *a, size_t i, bool *temp)
+{
+    struct staged *s = &a->staged[i];
+    *temp = false;
+    if (s->fd >= 0)
+        return s->fd;
+    char name[32];
+    snprintf(name, sizeof(name), "%zu.part", i);
+    int flags = O_RDWR | O_CLOEXEC | (s->created ? 0 : O_CREAT | O_TRUNC);
+    int fd = openat(a->staging_fd, name, flags, 0600);
+    if (fd < 0)
+        return fail(a, -errno, "staging %s: %s", s->path, strerror(errno));
+    if (!s->created && s->size && ftruncate(fd, (off_t)s->size) < 0) {
+        int e = errno;
+        close(fd);
+        unlinkat(a->staging_fd, name, 0);
+        return fail(a, -e, "staging %s: %s", s->path, strerror(e));
+    }
+    s->created = true;
+    if (a->open_fds < STAGED_FDS) {
+        s->fd = fd;
+        a->open_fds++;
+    } else {
+        *temp = true;
+    }
+    return fd;
+}
+
 /* Write a chunk into a staged file; zeros stay a hole (sparse stays sparse). */
 static int stage_write(struct applier *a, size_t staged, uint64_t off, const void *data,
                        size_t len)
 {
     if (a->dry_run || all_zero(data, len))
         return 0;
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", staged);
-    int fd = openat(a->staging_fd, name, O_WRONLY | O_CLOEXEC);
+    bool temp;
+    int fd = staged_fd(a, staged, &temp);
     if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", a->staged[staged].path, strerror(errno));
+        return fd;
     ssize_t n = pwrite(fd, data, len, (off_t)off);
     int e = errno;
-    close(fd);
+    if (temp)
+        close(fd);
     if (n != (ssize_t)len)
         return fail(a, n < 0 ? -e : -ENOSPC, "writing %s: %s", a->staged[staged].path,
-                    n < 0 ? strerror(e) : "short write");
+                    n < 0 ? strerror(e) : "short write: No space left on device");
     a->counts.bytes_written += len;
     return 0;
 }
@@ -392,21 +472,12 @@ static int add_staged(struct applier *a, const char *path, uint32_t mode, int64_
     }
     struct staged *s = &a->staged[a->nstaged];
     *s = (struct staged){.mode = mode & 0777, .mtime_ns = mtime_ns, .size = size,
-                         .file_id = *file_id};
+                         .file_id = *file_id, .fd = -1};
     s->path = strdup(path);
     if (!s->path)
         return fail(a, -ENOMEM, "out of memory");
     *idx = a->nstaged++;
-    if (a->dry_run)
-        return 0;
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", *idx);
-    int fd = openat(a->staging_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", path, strerror(errno));
-    r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
-    close(fd);
-    return r ? fail(a, r, "staging %s: %s", path, strerror(-r)) : 0;
+    return 0; /* the staging file is made on its first write */
 }
 
 int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
@@ -422,8 +493,11 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
     if (end != size)
         return fail(a, -EPROTO, "chunks of '%s' add up to %llu bytes, not %llu", path,
                     (unsigned long long)end, (unsigned long long)size);
-    size_t idx;
-    int r = add_staged(a, path, mode, mtime_ns, size, file_id, &idx);
+    int r = set_meta_in_place(a, path, mode, mtime_ns, size, file_id, chunks, nchunks);
+    if (r)
+        return r < 0 ? r : 0; /* 1: the content was there, only mode and mtime moved */
+    size_t idx = 0;
+    r = add_staged(a, path, mode, mtime_ns, size, file_id, &idx);
     if (r)
         return r;
     struct staged *s = &a->staged[idx];
@@ -459,7 +533,7 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
         w->targets[w->ntargets++] = (struct target){idx, c->off, c->len};
         a->staged[idx].missing++;
     }
-    return 0;
+    return a->staged[idx].missing ? 0 : seal_one(a, idx); /* all of it was here */
 }
 
 int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
@@ -469,7 +543,7 @@ int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_
     struct content_id file_id;
     content_id_of_chunk(data, len, &c.id);
     content_id_of_file(len ? &c.id : NULL, len ? 1 : 0, &file_id);
-    size_t idx;
+    size_t idx = 0;
     int r = add_staged(a, path, mode, mtime_ns, len, &file_id, &idx);
     if (r)
         return r;
@@ -481,7 +555,8 @@ int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_
         a->staged[idx].nchunks = 1;
     }
     a->counts.chunks_received += len ? 1 : 0;
-    return stage_write(a, idx, 0, data, len);
+    r = stage_write(a, idx, 0, data, len);
+    return r ? r : seal_one(a, idx);
 }
 
 int apply_chunk(struct applier *a, const struct content_id *id, const void *data, size_t len)
@@ -502,7 +577,8 @@ int apply_chunk(struct applier *a, const struct content_id *id, const void *data
         int r = stage_write(a, t->staged, t->off, data, len);
         if (r)
             return r;
-        a->staged[t->staged].missing--;
+        if (--a->staged[t->staged].missing == 0 && (r = seal_one(a, t->staged)))
+            return r;
     }
     free(w->targets);
     w->targets = NULL;
@@ -552,16 +628,87 @@ static void mtime_times(int64_t mtime_ns, struct timespec tv[2])
     tv[1] = (struct timespec){.tv_sec = mtime_ns / 1000000000, .tv_nsec = mtime_ns % 1000000000};
 }
 
+/* The file at path already has this content (the index says so, and its
+ * stat data still match the index row: git's "stat clean"): set its mode
+ * and mtime in place instead of rebuilding it from its own chunks (a touch
+ * on the sender).  1 when done, 0 when the file must be staged, -errno. */
+static int set_meta_in_place(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
+                             uint64_t size, const struct content_id *file_id,
+                             const struct chunk *chunks, size_t nchunks)
+{
+    if (a->dry_run)
+        return 0;
+    struct content_id id;
+    struct content_hasher h;
+    content_hasher_init(&h);
+    for (size_t i = 0; i < nchunks; i++)
+        content_hasher_update(&h, chunks[i].id.b, CONTENT_ID_SIZE);
+    content_hasher_final(&h, &id);
+    struct index_file row;
+    if (!content_id_eq(&id, file_id) || index_get(a->ix, path, &row) != 0)
+        return 0;
+    bool same = row.type == S_IFREG && content_id_eq(&row.id, file_id) &&
+                (uint64_t)row.size == size;
+    struct stat st;
+    const char *base;
+    int dirfd = same ? open_parent(a, path, &base) : -1;
+    if (dirfd < 0) {
+        a->err[0] = '\0'; /* not an error: stage it, and the usual checks speak */
+        index_file_release(&row);
+        return 0;
+    }
+    same = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+           (uint64_t)st.st_size == size && ns_of(st.st_mtim) == row.mtime_ns &&
+           ns_of(st.st_ctim) == row.ctime_ns && st.st_ino == row.ino;
+    index_file_release(&row);
+    int r = 0;
+    if (same) {
+        struct timespec tv[2];
+        mtime_times(mtime_ns, tv);
+        if (fchmodat(dirfd, base, mode & 0777, 0) < 0 ||
+            utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW) < 0)
+            r = fail(a, -errno, "setting the mode and mtime of %s: %s", path, strerror(errno));
+        if (!r)
+            r = index_note(a, path, dirfd, base, file_id, chunks, nchunks, NULL, true);
+        if (!r)
+            a->counts.files++;
+    }
+    close(dirfd);
+    return r ? r : same;
+}
+
+/* The entries of path's parent directory (open as dirfd) are about to
+ * change: remember the mtime it has now, to put back at commit unless the
+ * sender sends one (dir_times.h). */
+static int note_parent(struct applier *a, const char *path, int dirfd)
+{
+    if (a->dry_run)
+        return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return 0; /* ROOT itself: not an entry of the tree */
+    struct stat st;
+    if (fstat(dirfd, &st) < 0)
+        return fail(a, -errno, "stat the directory of %s: %s", path, strerror(errno));
+    char parent[WIRE_MAX_PATH + 1];
+    size_t n = (size_t)(slash - path);
+    memcpy(parent, path, n);
+    parent[n] = '\0';
+    if (dir_times_before(a->dir_times, parent, ns_of(st.st_mtim)))
+        return fail(a, -ENOMEM, "out of memory");
+    return 0;
+}
+
 int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns)
 {
     const char *base;
     int dirfd = open_parent(a, path, &base);
     if (dirfd < 0)
         return dirfd;
-    int r = 0;
     struct stat st;
     bool exists = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (exists && !S_ISDIR(st.st_mode) && !a->dry_run) {
+    int r = exists && S_ISDIR(st.st_mode) ? 0 : note_parent(a, path, dirfd);
+    if (!r && exists && !S_ISDIR(st.st_mode) && !a->dry_run) {
         r = remove_tree(dirfd, base);
         exists = false;
     }
@@ -570,10 +717,9 @@ int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtim
             r = fail(a, -errno, "mkdir %s: %s", path, strerror(errno));
         else if (fchmodat(dirfd, base, mode & 0777, 0) < 0)
             r = fail(a, -errno, "chmod %s: %s", path, strerror(errno));
-        struct timespec tv[2];
-        mtime_times(mtime_ns, tv);
-        if (!r)
-            utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW);
+        /* Set at commit, once the batch's entries are in it. */
+        if (!r && dir_times_sent(a->dir_times, path, mtime_ns))
+            r = fail(a, -ENOMEM, "out of memory");
     }
     if (!r)
         r = index_note(a, path, dirfd, base, NULL, NULL, 0, NULL, exists);
@@ -583,16 +729,16 @@ int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtim
     return r;
 }
 
-int apply_symlink(struct applier *a, const char *path, const char *target)
+int apply_symlink(struct applier *a, const char *path, const char *target, int64_t mtime_ns)
 {
     const char *base;
     int dirfd = open_parent(a, path, &base);
     if (dirfd < 0)
         return dirfd;
-    int r = 0;
     struct stat st;
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (!a->dry_run) {
+    int r = note_parent(a, path, dirfd);
+    if (!r && !a->dry_run) {
         /* Made aside and renamed over: the old entry or the new, never none. */
         char tmp[64];
         snprintf(tmp, sizeof(tmp), ".wsync-link-%d-%ld", (int)getpid(), (long)random());
@@ -606,6 +752,10 @@ int apply_symlink(struct applier *a, const char *path, const char *target)
             if (r)
                 unlinkat(dirfd, tmp, 0);
         }
+        struct timespec tv[2];
+        mtime_times(mtime_ns, tv);
+        if (!r)
+            utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW); /* the link itself */
     }
     if (!r)
         r = index_note(a, path, dirfd, base, NULL, NULL, 0, target, existed);
@@ -667,8 +817,8 @@ static int delete_now(struct applier *a, const char *path)
     }
     if (dirfd < 0)
         return dirfd;
-    int r = a->dry_run ? 0 : remove_tree(dirfd, base);
-    if (r)
+    int r = note_parent(a, path, dirfd);
+    if (!r && !a->dry_run && (r = remove_tree(dirfd, base)))
         r = fail(a, r, "delete %s: %s", path, strerror(-r));
     if (!r && !a->dry_run) {
         r = txn(a);
@@ -685,55 +835,123 @@ static int delete_now(struct applier *a, const char *path)
     return r;
 }
 
-/* Verify, fsync and rename one staged file into place. */
-static int finish_one(struct applier *a, size_t i)
+/* Do the staged bytes in fd hash to s's file id?  The file id is made of
+ * the chunk ids of s's list, so it is checked chunk by chunk: each range
+ * read back must hash to its id (XXH3 only; the chunker's boundary search
+ * need not run again, the list already says where the chunks are). */
+static int verify_staged(struct applier *a, int fd, const struct staged *s)
+{
+    struct content_hasher h;
+    struct content_id id;
+    content_hasher_init(&h);
+    for (size_t i = 0; i < s->nchunks; i++)
+        content_hasher_update(&h, s->chunks[i].id.b, CONTENT_ID_SIZE);
+    content_hasher_final(&h, &id);
+    if (!content_id_eq(&id, &s->file_id))
+        return fail(a, -EBADMSG, "'%s' does not match its file id after assembly", s->path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if ((uint64_t)st.st_size != s->size)
+        return fail(a, -EBADMSG, "'%s' has %lld bytes after assembly, not %llu", s->path,
+                    (long long)st.st_size, (unsigned long long)s->size);
+    for (size_t i = 0; i < s->nchunks; i++) {
+        const struct chunk *c = &s->chunks[i];
+        struct content_id got;
+        if (pread(fd, a->chunk_buf, c->len, (off_t)c->off) != (ssize_t)c->len)
+            return fail(a, -EIO, "reading back %s: %s", s->path, strerror(errno));
+        content_id_of_chunk(a->chunk_buf, c->len, &got);
+        if (!content_id_eq(&got, &c->id))
+            return fail(a, -EBADMSG, "'%s' does not match its file id after assembly (chunk %zu)",
+                        s->path, i);
+    }
+    return 0;
+}
+
+/* Check one staged file before anything is renamed: complete, and its
+ * bytes hash to its file id; then its mode and mtime.  Done as soon as its
+ * last chunk is written (while its fd is still open), else at the commit.
+ * Not synced here: the commit syncs the whole filesystem once. */
+static int seal_one(struct applier *a, size_t i)
 {
     struct staged *s = &a->staged[i];
     if (s->missing)
         return fail(a, -EPROTO, "'%s' is incomplete: %zu chunks never arrived", s->path,
                     s->missing);
-    if (a->dry_run) {
-        a->counts.files++;
+    if (a->dry_run || s->sealed)
         return 0;
-    }
-    char name[32];
-    snprintf(name, sizeof(name), "%zu.part", i);
-    int fd = openat(a->staging_fd, name, O_RDWR | O_CLOEXEC);
+    bool temp;
+    int fd = staged_fd(a, i, &temp); /* made here if it was all holes */
     if (fd < 0)
-        return fail(a, -errno, "staging %s: %s", s->path, strerror(errno));
-    struct content_id got;
-    int r = chunker_hash_fd(fd, NULL, NULL, &got, NULL);
-    if (!r && !content_id_eq(&got, &s->file_id))
-        r = fail(a, -EBADMSG, "'%s' does not match its file id after assembly", s->path);
-    else if (r)
-        r = fail(a, r, "hashing %s: %s", s->path, strerror(-r));
+        return fd;
+    int r = verify_staged(a, fd, s);
     if (!r && fchmod(fd, s->mode) < 0)
         r = fail(a, -errno, "chmod %s: %s", s->path, strerror(errno));
     struct timespec tv[2];
     mtime_times(s->mtime_ns, tv);
     if (!r)
         futimens(fd, tv);
-    if (!r && fsync(fd) < 0)
-        r = fail(a, -errno, "fsync %s: %s", s->path, strerror(errno));
     close(fd);
-    if (r)
-        return r;
+    if (!temp)
+        a->open_fds--;
+    s->fd = -1;
+    s->sealed = !r;
+    return r;
+}
+
+/* The parent directory of path, for place_one: still open when the
+ * previous file was in the same directory (files come in tree order, so a
+ * directory's files come together).  *fresh: just opened. */
+static int place_parent(struct applier *a, const char *path, const char **base, bool *fresh)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    *base = slash ? slash + 1 : path;
+    *fresh = false;
+    if (a->place_dir && strlen(a->place_dir) == n && memcmp(a->place_dir, path, n) == 0)
+        return a->place_fd;
+    if (a->place_fd >= 0)
+        close(a->place_fd);
+    free(a->place_dir);
+    a->place_fd = -1;
+    a->place_dir = NULL;
+    int fd = open_parent(a, path, base);
+    if (fd < 0)
+        return fd;
+    if (!(a->place_dir = strndup(path, n))) {
+        close(fd);
+        return fail(a, -ENOMEM, "out of memory");
+    }
+    *fresh = true;
+    return a->place_fd = fd;
+}
+
+/* Rename one sealed (and synced) staged file into place. */
+static int place_one(struct applier *a, size_t i)
+{
+    struct staged *s = &a->staged[i];
+    if (a->dry_run) {
+        a->counts.files++;
+        return 0;
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "%zu.part", i);
     const char *base;
-    int dirfd = open_parent(a, s->path, &base);
+    bool fresh;
+    int dirfd = place_parent(a, s->path, &base, &fresh);
     if (dirfd < 0)
         return dirfd;
     struct stat st;
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (existed && S_ISDIR(st.st_mode))
+    int r = fresh ? note_parent(a, s->path, dirfd) : 0;
+    if (!r && existed && S_ISDIR(st.st_mode))
         r = remove_tree(dirfd, base);
     if (!r && renameat(a->staging_fd, name, dirfd, base) < 0)
         r = fail(a, -errno, "rename into %s: %s", s->path, strerror(errno));
-    if (!r && fsync(dirfd) < 0)
-        r = fail(a, -errno, "fsync the directory of %s: %s", s->path, strerror(errno));
+    s->renamed = !r;
     if (!r)
         r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL,
                        existed);
-    close(dirfd);
     if (!r)
         a->counts.files++;
     return r;
@@ -763,6 +981,8 @@ static int link_now(struct applier *a, const char *path, const char *existing)
     char tmp[64];
     snprintf(tmp, sizeof(tmp), ".wsync-link-%d-%ld", (int)getpid(), (long)random());
     bool existed = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!r)
+        r = note_parent(a, path, dirfd);
     if (!r && existed && S_ISDIR(st.st_mode))
         r = remove_tree(dirfd, base);
     if (!r && linkat(efd, ebase, dirfd, tmp, 0) < 0)
@@ -789,14 +1009,72 @@ static int link_now(struct applier *a, const char *path, const char *existing)
     return r;
 }
 
+/* Give a directory the mtime the batch must leave on it, and its index row
+ * the stat that follows.  A directory deleted meanwhile is skipped. */
+static int set_dir_time(const char *path, int64_t mtime_ns, void *arg)
+{
+    struct applier *a = arg;
+    int fd = open_beneath(a->root_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (fd < 0)
+        return 0;
+    struct timespec tv[2];
+    mtime_times(mtime_ns, tv);
+    struct stat st;
+    int r = futimens(fd, tv) == 0 && fstat(fd, &st) == 0 ? 0 : -errno;
+    close(fd);
+    if (r)
+        return 0; /* best effort, as for files: the content is what counts */
+    struct index_file f = {
+        .path = (char *)path,
+        .type = S_IFDIR,
+        .mode = st.st_mode & 07777,
+        .mtime_ns = ns_of(st.st_mtim),
+        .ctime_ns = ns_of(st.st_ctim),
+        .ino = st.st_ino,
+    };
+    r = txn(a);
+    if (!r && (r = index_touch(a->ix, &f)))
+        r = fail(a, r, "index: %s", index_error(a->ix));
+    return r;
+}
+
+/* One sync of ROOT's filesystem: everything written so far is on disk. */
+static int sync_root(struct applier *a, const char *what)
+{
+    if (a->dry_run || syncfs(a->staging_fd) == 0)
+        return 0;
+    return fail(a, -errno, "syncfs (%s): %s", what, strerror(errno));
+}
+
+/* Durable, and fast: instead of an fsync per file and per directory (two
+ * journal commits each), every staged file is sealed, then one syncfs makes
+ * their bytes durable, then they are renamed into place and the batch's
+ * deletes, links and directory times applied, then a second syncfs makes
+ * the names durable.  A crash before the second sync leaves each path old
+ * or new (a rename is atomic, and never names unsynced bytes); ACK follows
+ * the second sync. */
 int apply_commit(struct applier *a)
 {
     int r = 0;
     for (size_t i = 0; !r && i < a->nstaged; i++)
-        r = finish_one(a, i);
+        r = seal_one(a, i);
+    if (!r && a->nstaged)
+        r = sync_root(a, "staged files");
+    for (size_t i = 0; !r && i < a->nstaged; i++)
+        r = place_one(a, i);
+    if (a->place_fd >= 0) /* deletes below may remove the directory it holds */
+        close(a->place_fd);
+    a->place_fd = -1;
+    free(a->place_dir);
+    a->place_dir = NULL;
     for (size_t i = 0; !r && i < a->ndeferred; i++)
         r = a->deferred[i].existing ? link_now(a, a->deferred[i].path, a->deferred[i].existing)
                                     : delete_now(a, a->deferred[i].path);
+    if (!r)
+        r = dir_times_foreach(a->dir_times, set_dir_time, a);
+    if (!r)
+        r = sync_root(a, "renames");
+    dir_times_clear(a->dir_times);
     free_deferred(a);
     clear_batch(a);
     if (!r && a->in_txn) {

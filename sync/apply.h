@@ -7,9 +7,9 @@
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so no symlink anywhere in ROOT can
  * redirect a write outside it.  A file is assembled in ROOT/.wsync/staging
  * from chunks ROOT already has (found through its own index, re-hashed
- * before use) and chunks received, verified against its file id, fsynced,
- * and only then renamed over the old one: a crash leaves the old file or the
- * new one, never a mix.  Permission bits only: setuid/setgid/sticky are
+ * before use) and chunks received, verified against its file id, synced
+ * (one syncfs per batch), and only then renamed over the old one: a crash
+ * leaves the old file or the new one, never a mix.  Permission bits only: setuid/setgid/sticky are
  * dropped; no device nodes, fifos or sockets are ever made.
  *
  * Errors return -errno and describe themselves in the applier's error text
@@ -61,7 +61,8 @@ int apply_file_inline(struct applier *a, const char *path, uint32_t mode, int64_
 int apply_chunk(struct applier *a, const struct content_id *id, const void *data, size_t len);
 
 int apply_mkdir(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns);
-int apply_symlink(struct applier *a, const char *path, const char *target);
+/* A symlink (the raw target; never followed), with its own mtime. */
+int apply_symlink(struct applier *a, const char *path, const char *target, int64_t mtime_ns);
 /* Remove path and everything below it at the next commit, after the
  * batch's files are in place (no error if absent then). */
 int apply_delete(struct applier *a, const char *path);
@@ -70,9 +71,11 @@ int apply_delete(struct applier *a, const char *path);
  * (after the batch's files, so existing may arrive in the same batch). */
 int apply_link(struct applier *a, const char *path, const char *existing);
 
-/* Finish every staged file: all chunks present, id verified, fsync, rename
- * into place, parent dirs fsynced, index updated.  After it returns 0 the
- * batch is durable (this is when ACK may be sent). */
+/* Finish every staged file: all chunks present, id verified, synced, renamed
+ * into place; then the deferred deletes and links, the directories' mtimes
+ * (as sent, or as they were before the batch touched them), a sync of
+ * ROOT's filesystem, and the index.  After it returns 0 the batch is
+ * durable (this is when ACK may be sent). */
 int apply_commit(struct applier *a);
 
 void apply_get_counts(struct applier *a, struct apply_counts *c);

@@ -60,7 +60,7 @@ static int on_update(struct applier *a, const struct msg_update *u, struct conte
 {
     switch (u->type) {
     case S_IFDIR: return apply_mkdir(a, u->path, u->mode, u->mtime_ns);
-    case S_IFLNK: return apply_symlink(a, u->path, u->target);
+    case S_IFLNK: return apply_symlink(a, u->path, u->target, u->mtime_ns);
     default:
         if (u->inline_data)
             return apply_file_inline(a, u->path, u->mode, u->mtime_ns, u->data, u->size);

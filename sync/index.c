@@ -36,6 +36,7 @@ enum stmt_id {
     S_GET_CHUNKS,
     S_FIND_CHUNK,
     S_FOREACH,
+    S_FOREACH_ALL,
     S_JOURNAL_ADD,
     S_JOURNAL_RECENT,
     S_JOURNAL_TRIM,
@@ -68,6 +69,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "WHERE c.id = ?1 LIMIT 1",
     [S_FOREACH] = "SELECT path, type, mode, size, mtime_ns, ctime_ns, ino, id, target, seq "
                   "FROM files WHERE ?1 = '' OR " IN_TREE("path") " ORDER BY path",
+    /* A table scan, in fid order: no lookup of each row through the path
+     * index (2-3x faster than ORDER BY path over 100k rows). */
+    [S_FOREACH_ALL] = "SELECT path, type, mode, size, mtime_ns, ctime_ns, ino, id, target, seq "
+                      "FROM files",
     [S_JOURNAL_ADD] = "INSERT INTO journal(time_ns, kind, path) VALUES(?1, ?2, ?3)",
     [S_JOURNAL_RECENT] = "SELECT seq, time_ns, kind, path FROM "
                          "(SELECT * FROM journal ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
@@ -380,14 +385,15 @@ int index_find_chunk(struct index *ix, const struct content_id *id, char **path,
     return rc == SQLITE_DONE ? -ENOENT : fail(ix);
 }
 
-int index_foreach(struct index *ix, const char *prefix,
-                  int (*fn)(const struct index_file *f, void *arg), void *arg)
+static int foreach_row(struct index *ix, enum stmt_id id, const char *prefix,
+                       int (*fn)(const struct index_file *f, void *arg), void *arg)
 {
     /* Not the cached statement: fn may call back into the index. */
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(ix->db, stmt_sql[S_FOREACH], -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(ix->db, stmt_sql[id], -1, &s, NULL) != SQLITE_OK)
         return fail(ix);
-    sqlite3_bind_text(s, 1, prefix ? prefix : "", -1, SQLITE_STATIC);
+    if (prefix)
+        sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
     int rc, r = 0;
     while (!r && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct index_file f = {.path = (char *)sqlite3_column_text(s, 0)};
@@ -399,6 +405,18 @@ int index_foreach(struct index *ix, const char *prefix,
         r = fail(ix);
     sqlite3_finalize(s);
     return r;
+}
+
+int index_foreach(struct index *ix, const char *prefix,
+                  int (*fn)(const struct index_file *f, void *arg), void *arg)
+{
+    return foreach_row(ix, S_FOREACH, prefix ? prefix : "", fn, arg);
+}
+
+int index_foreach_unordered(struct index *ix, int (*fn)(const struct index_file *f, void *arg),
+                            void *arg)
+{
+    return foreach_row(ix, S_FOREACH_ALL, NULL, fn, arg);
 }
 
 int index_journal_add(struct index *ix, const char *kind, const char *path, uint64_t *seq)
@@ -460,6 +478,41 @@ int index_journal_trim(struct index *ix, uint64_t keep)
         return fail(ix);
     sqlite3_bind_int64(s, 1, (int64_t)keep);
     return run(ix, s);
+}
+
+static int64_t scalar(struct index *ix, const char *sql);
+
+int index_journal_head(struct index *ix, uint64_t *seq)
+{
+    int64_t v = scalar(ix, "SELECT coalesce(max(seq), 0) FROM journal");
+    if (v < 0)
+        return fail(ix);
+    *seq = (uint64_t)v;
+    return 0;
+}
+
+int index_journal_pending(struct index *ix, uint64_t seq, struct index_pending *out)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(DISTINCT path) FROM journal WHERE seq > ?1),"
+        " (SELECT coalesce(min(time_ns), 0) FROM journal WHERE seq > ?1),"
+        " (SELECT coalesce(sum(size), 0) FROM files WHERE type = ?2 AND path IN"
+        "  (SELECT path FROM journal WHERE seq > ?1))";
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return fail(ix);
+    sqlite3_bind_int64(s, 1, (int64_t)seq);
+    sqlite3_bind_int64(s, 2, S_IFREG);
+    int r = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        out->paths = (uint64_t)sqlite3_column_int64(s, 0);
+        out->oldest_ns = sqlite3_column_int64(s, 1);
+        out->bytes = (uint64_t)sqlite3_column_int64(s, 2);
+    } else {
+        r = fail(ix);
+    }
+    sqlite3_finalize(s);
+    return r;
 }
 
 static int64_t scalar(struct index *ix, const char *sql)

@@ -91,6 +91,12 @@ int index_find_chunk(struct index *ix, const struct content_id *id, char **path,
 int index_foreach(struct index *ix, const char *prefix,
                   int (*fn)(const struct index_file *f, void *arg), void *arg);
 
+/* Call fn for every row, in no particular order: a table scan, cheaper
+ * than index_foreach(ix, "", ...) for callers that sort or hash anyway.
+ * Same contract otherwise. */
+int index_foreach_unordered(struct index *ix, int (*fn)(const struct index_file *f, void *arg),
+                            void *arg);
+
 /* Append a journal entry; returns its sequence number in *seq. */
 int index_journal_add(struct index *ix, const char *kind, const char *path, uint64_t *seq);
 
@@ -105,6 +111,17 @@ int index_journal_recent(struct index *ix, size_t n,
 int index_journal_since(struct index *ix, uint64_t seq,
                         int (*fn)(uint64_t seq, const char *kind, const char *path, void *arg),
                         void *arg);
+
+/* The newest journal sequence (0: empty journal). */
+int index_journal_head(struct index *ix, uint64_t *seq);
+
+/* What the journal holds after seq: distinct paths, the bytes of those that
+ * are regular files now, and the time of the oldest entry (0: none). */
+struct index_pending {
+    uint64_t paths, bytes;
+    int64_t oldest_ns;
+};
+int index_journal_pending(struct index *ix, uint64_t seq, struct index_pending *out);
 
 /* Keep only the newest `keep` journal entries. */
 int index_journal_trim(struct index *ix, uint64_t keep);

@@ -1,21 +1,25 @@
 /*
  * indexer.c — see indexer.h.
  *
- * A subtree scan loads the index rows under the subtree into a hash map,
- * walks the directory tree fd-relative (any depth), marks each row it meets,
- * hashes only entries whose stat differs, and finally deletes the rows it
- * never met.  Files are hashed through the chunker; a file whose stat changes
- * while it is being hashed is not stored: the change stream will bring it
- * back, and the offline scan retries it.
+ * A subtree scan loads the index rows under the subtree in path order
+ * (scan_rows.h), walks the directory tree fd-relative (any depth), merges
+ * each directory's sorted listing (dir_listing.h) with the rows of its
+ * children, marks each row it meets, hashes only entries whose stat
+ * differs, and finally deletes the rows it never met.  Files are hashed
+ * through the chunker; a file whose stat changes while it is being hashed
+ * is not stored: the change stream will bring it back, and the offline
+ * scan retries it.
  */
 #include "indexer.h"
 #include "../fs/change_stream.h"
 #include "chunker.h"
+#include "dir_listing.h"
 #include "index.h"
 #include "rechunk.h"
 #include "rules.h"
+#include "scan_rows.h"
+#include "strbuf.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,7 +31,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #define STATE_DIR_NAME ".wsync"
 #define JOURNAL_KEEP 100000
@@ -75,94 +78,6 @@ struct indexer {
     char last_error[512];
 };
 
-/* ---- row map: path -> (stat of the row, seen?) for one subtree scan ---- */
-
-struct row {
-    char *path;
-    struct index_file f;
-    bool seen;
-};
-
-struct row_map {
-    struct row *rows;
-    size_t cap, count; /* cap: power of two */
-};
-
-static size_t row_slot(const struct row_map *m, const char *path)
-{
-    size_t i = (size_t)XXH3_64bits(path, strlen(path)) & (m->cap - 1);
-    while (m->rows[i].path && strcmp(m->rows[i].path, path) != 0)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-/* Size the table for n rows up front: a restart over 100k files must not
- * rehash a growing table seven times (it showed in profiles). */
-static int row_map_reserve(struct row_map *m, size_t n)
-{
-    size_t cap = 1024;
-    while (cap < 2 * n + 2)
-        cap *= 2;
-    if (cap <= m->cap)
-        return 0;
-    struct row *rows = calloc(cap, sizeof(*rows));
-    if (!rows)
-        return -ENOMEM;
-    free(m->rows); /* only called while empty */
-    m->rows = rows;
-    m->cap = cap;
-    return 0;
-}
-
-static int row_map_add(struct row_map *m, const struct index_file *f)
-{
-    if ((m->count + 1) * 2 > m->cap) {
-        struct row_map g = {.cap = m->cap ? m->cap * 2 : 1024};
-        g.rows = calloc(g.cap, sizeof(*g.rows));
-        if (!g.rows)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->rows[i].path)
-                g.rows[row_slot(&g, m->rows[i].path)] = m->rows[i];
-        g.count = m->count;
-        free(m->rows);
-        *m = g;
-    }
-    struct row *r = &m->rows[row_slot(m, f->path)];
-    r->path = strdup(f->path);
-    if (!r->path)
-        return -ENOMEM;
-    r->f = *f;
-    r->f.path = r->path;
-    r->f.target = f->target ? strdup(f->target) : NULL;
-    r->seen = false;
-    m->count++;
-    return 0;
-}
-
-static struct row *row_map_get(struct row_map *m, const char *path)
-{
-    if (!m->cap)
-        return NULL;
-    struct row *r = &m->rows[row_slot(m, path)];
-    return r->path ? r : NULL;
-}
-
-static void row_map_free(struct row_map *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->rows[i].path);
-        free(m->rows[i].f.target);
-    }
-    free(m->rows);
-    *m = (struct row_map){0};
-}
-
-static int load_row(const struct index_file *f, void *arg)
-{
-    return row_map_add(arg, f);
-}
-
 /* ---- comparing and storing one path ---- */
 
 static int64_t ns(struct timespec ts)
@@ -187,8 +102,8 @@ static bool stat_clean(const struct index_file *row, const struct index_file *no
 {
     if (row->type != now->type || row->mode != now->mode)
         return false;
-    if (now->type == S_IFDIR)
-        return true;
+    if (now->type == S_IFDIR) /* mtime kept exact: a push sends it */
+        return row->mtime_ns == now->mtime_ns;
     return row->size == now->size && row->mtime_ns == now->mtime_ns &&
            row->ctime_ns == now->ctime_ns && row->ino == now->ino;
 }
@@ -279,28 +194,33 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
     return r;
 }
 
+/* Only these are content (indexed and mirrored); fifos, sockets and
+ * devices never are, so a row whose path became one is swept. */
+static bool indexable(mode_t mode)
+{
+    return S_ISREG(mode) || S_ISDIR(mode) || S_ISLNK(mode);
+}
+
 /* Sync the entry `name` of dirfd, known to the index as `row` (or NULL).
  * Returns 0, or -errno; a vanished entry is not an error. */
 static int sync_entry(struct indexer *in, int dirfd, const char *name, const char *path,
-                      const struct stat *st, struct row *row, const struct change_entry *hint,
-                      struct indexer_counts *c)
+                      const struct stat *st, const struct index_file *row,
+                      const struct change_entry *hint, struct indexer_counts *c)
 {
     struct index_file now;
     file_from_stat(&now, path, st);
     c->scanned++;
     bool existed = row != NULL;
-    if (row)
-        row->seen = true;
-    if (existed && stat_clean(&row->f, &now))
+    if (existed && stat_clean(row, &now))
         return 0;
     if (existed)
-        now.seq = row->f.seq;
+        now.seq = row->seq;
 
     if (S_ISREG(st->st_mode)) {
         int r;
         int tries = 0;
         do {
-            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->f.id : &now.id,
+            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->id : &now.id,
                               tries == 0 ? hint : NULL, c);
             if (r == -EAGAIN) {
                 struct stat again;
@@ -319,25 +239,21 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
             return errno == ENOENT ? 0 : -errno;
         target[n] = '\0';
         now.target = target;
-        bool same = existed && row->f.target && strcmp(row->f.target, target) == 0 &&
-                    row->f.type == S_IFLNK;
+        bool same = existed && row->target && strcmp(row->target, target) == 0 &&
+                    row->type == S_IFLNK;
         int r = same ? 0 : journal(in, existed ? "modify" : "add", path, &now.seq);
         if (!r && !same)
             existed ? c->modified++ : c->added++;
         return r ? r : index_put(in->ix, &now, NULL, 0);
     }
     if (S_ISDIR(st->st_mode)) {
-        bool same = existed && row->f.type == S_IFDIR && row->f.mode == now.mode;
+        bool same = existed && row->type == S_IFDIR && row->mode == now.mode;
         int r = same ? 0 : journal(in, existed ? "modify" : "add", path, &now.seq);
         if (!r && !same)
             existed ? c->modified++ : c->added++;
         return r ? r : index_put(in->ix, &now, NULL, 0);
     }
-    /* fifos, sockets, devices are not content: never indexed or mirrored. */
-    if (existed) {
-        row->seen = false; /* let the final sweep delete it */
-    }
-    return 0;
+    return 0; /* not indexable: the caller leaves its row to the sweep */
 }
 
 bool indexer_excludes(const char *path, bool is_dir, void *indexer)
@@ -351,73 +267,104 @@ static bool skipped(struct indexer *in, const char *path, bool is_dir)
     return indexer_excludes(path, is_dir, in);
 }
 
-/* Walk directory `dirfd` (path `dir`, "" for SRC) recursively. */
-static int walk(struct indexer *in, int dirfd, const char *dir, struct row_map *rows,
-                struct indexer_counts *c)
+/* One subtree scan: the rows it compares with, the path being visited. */
+struct scan {
+    struct indexer *in;
+    struct scan_rows rows;
+    struct strbuf path; /* of the directory being walked, then of an entry */
+    struct stat_helper *helper; /* may be NULL */
+    struct indexer_counts *c;
+};
+
+static void path_set(struct strbuf *sb, size_t dirlen, const char *name)
 {
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    int r = 0;
-    struct dirent *de;
-    size_t dlen = strlen(dir);
-    while (!r && (de = readdir(d))) {
-        const char *name = de->d_name;
-        if (!strcmp(name, ".") || !strcmp(name, ".."))
-            continue;
-        if (dlen == 0 && !strcmp(name, STATE_DIR_NAME))
-            continue;
-        size_t plen = dlen + 1 + strlen(name) + 1;
-        char *path = malloc(plen);
-        if (!path) {
-            r = -ENOMEM;
-            break;
+    sb->len = dirlen;
+    if (dirlen)
+        strbuf_add(sb, "/", 1);
+    strbuf_adds(sb, name);
+}
+
+/* Sync directory fd, whose path is sc->path ("" for SRC), and everything
+ * below it, with the rows below it, [lo, hi) of sc->rows.  Its listing and
+ * its children's rows are both in strcmp order, so one merge pass pairs
+ * them: a row with no entry stays unseen (the sweep deletes it), an entry
+ * with no row is new. */
+static int walk(struct scan *sc, int fd, size_t lo, size_t hi)
+{
+    size_t dirlen = sc->path.len;
+    struct dir_listing l;
+    int r = dir_listing_read(fd, dirlen ? NULL : STATE_DIR_NAME, &l);
+    if (r)
+        return r == -ENOENT ? 0 : r;
+    dir_listing_stat(fd, &l, sc->helper);
+    size_t prefixlen = dirlen ? dirlen + 1 : 0;
+    size_t ri = scan_rows_next_child(&sc->rows, lo, hi, prefixlen);
+    for (size_t k = 0; !r && k < l.n; k++) {
+        const struct dir_listing_entry *e = &l.v[k];
+        struct scan_row *row = NULL;
+        while (ri < hi && !row) {
+            int cmp = strcmp(sc->rows.v[ri].f.path + prefixlen, e->name);
+            if (cmp > 0)
+                break;
+            if (cmp == 0)
+                row = &sc->rows.v[ri];
+            ri = scan_rows_next_child(&sc->rows, ri + 1, hi, prefixlen);
         }
-        snprintf(path, plen, "%s%s%s", dir, dlen ? "/" : "", name);
-        struct stat st;
-        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            free(path);
+        if (e->err)
             continue; /* vanished meanwhile: its row is swept */
+        path_set(&sc->path, dirlen, e->name);
+        bool is_dir = S_ISDIR(e->st.st_mode);
+        /* The walk enters only mirrored directories, so the parent's class
+         * is RULE_MIRROR and the child's costs O(patterns). */
+        if (rules_classify_child(sc->in->rules, RULE_MIRROR, sc->path.buf, is_dir) !=
+            RULE_MIRROR)
+            continue;
+        r = sync_entry(sc->in, fd, e->name, sc->path.buf, &e->st, row ? &row->f : NULL, NULL,
+                       sc->c);
+        if (row && indexable(e->st.st_mode))
+            row->seen = true;
+        if (r || !is_dir)
+            continue;
+        int sub = openat(fd, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+            /* Replaced or removed since the stat: the next event or scan
+             * sees what is there now. */
+            if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+                r = -errno;
+            continue;
         }
-        if (!skipped(in, path, S_ISDIR(st.st_mode))) {
-            r = sync_entry(in, dirfd, name, path, &st, row_map_get(rows, path), NULL, c);
-            if (!r && S_ISDIR(st.st_mode)) {
-                int sub = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sub >= 0) {
-                    r = walk(in, sub, path, rows, c);
-                    close(sub);
-                }
-            }
-        }
-        free(path);
+        size_t slo, shi;
+        scan_rows_below(&sc->rows, sc->path.buf, sc->path.len, &slo, &shi);
+        r = walk(sc, sub, slo, shi);
+        close(sub);
     }
-    closedir(d);
+    if (sc->path.len > dirlen) { /* back to this directory's path */
+        sc->path.len = dirlen;
+        sc->path.buf[dirlen] = '\0';
+    }
+    dir_listing_free(&l);
     return r;
 }
 
-/* Delete rows under the scanned subtree that the walk never met. */
-static int sweep(struct indexer *in, struct row_map *rows, struct indexer_counts *c)
+/* Delete rows under the scanned subtree that the walk never met.  In path
+ * order a directory comes before its subtree, which its delete takes too. */
+static int sweep(struct scan *sc)
 {
-    for (size_t i = 0; i < rows->cap; i++) {
-        struct row *row = &rows->rows[i];
-        if (!row->path || row->seen)
+    struct scan_rows *rows = &sc->rows;
+    for (size_t i = 0; i < rows->n; i++) {
+        struct scan_row *row = &rows->v[i];
+        if (row->seen)
             continue;
-        struct index_file probe;
-        /* A parent's delete may have taken it already. */
-        if (index_get(in->ix, row->path, &probe) != 0)
-            continue;
-        index_file_release(&probe);
-        int r = journal(in, "delete", row->path, NULL);
+        int r = journal(sc->in, "delete", row->f.path, NULL);
         if (!r)
-            r = index_delete(in->ix, row->path);
+            r = index_delete(sc->in->ix, row->f.path);
         if (r)
             return r;
-        c->deleted++;
+        sc->c->deleted++;
+        size_t lo, hi;
+        scan_rows_below(rows, row->f.path, strlen(row->f.path), &lo, &hi);
+        for (size_t j = lo; j < hi; j++)
+            rows->v[j].seen = true; /* gone with it */
     }
     return 0;
 }
@@ -425,27 +372,32 @@ static int sweep(struct indexer *in, struct row_map *rows, struct indexer_counts
 /* Scan `path` (a directory, "" for SRC) and everything below it. */
 static int scan_subtree(struct indexer *in, const char *path, struct indexer_counts *c)
 {
-    struct row_map rows = {0};
-    int r = *path ? 0 : row_map_reserve(&rows, index_rows_upper_bound(in->ix));
-    if (!r)
-        r = index_foreach(in->ix, path, load_row, &rows);
-    int dirfd = -1;
+    struct scan sc = {.in = in, .path = STRBUF_INIT, .c = c};
+    int r = scan_rows_load(&sc.rows, in->ix, path);
     if (!r) {
-        dirfd = *path ? openat(in->src_fd, path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                      : dup(in->src_fd);
-        if (dirfd >= 0)
-            r = walk(in, dirfd, path, &rows, c);
-        else if (errno != ENOENT && errno != ENOTDIR)
+        int fd = openat(in->src_fd, *path ? path : ".",
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            /* A whole-tree scan shares its lstat calls with a thread. */
+            if (!*path)
+                sc.helper = stat_helper_start();
+            strbuf_adds(&sc.path, path);
+            size_t lo, hi;
+            scan_rows_below(&sc.rows, path, strlen(path), &lo, &hi);
+            r = walk(&sc, fd, lo, hi);
+            close(fd);
+            stat_helper_stop(sc.helper);
+        } else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP) {
             r = -errno;
+        }
     }
-    struct row *self = *path ? row_map_get(&rows, path) : NULL;
+    struct scan_row *self = *path ? scan_rows_find(&sc.rows, path) : NULL;
     if (self)
         self->seen = true; /* the caller decides about the root itself */
     if (!r)
-        r = sweep(in, &rows, c);
-    if (dirfd >= 0)
-        close(dirfd);
-    row_map_free(&rows);
+        r = sweep(&sc);
+    strbuf_release(&sc.path);
+    scan_rows_free(&sc.rows);
     return r;
 }
 
@@ -575,9 +527,8 @@ static int sync_one(struct indexer *in, const char *path, bool deep,
             index_file_release(&row);
             existed = false;
         }
-        struct row rrow = {.path = row.path, .f = row};
         if (!r)
-            r = sync_entry(in, dirfd, name, path, &st, existed ? &rrow : NULL, hint, c);
+            r = sync_entry(in, dirfd, name, path, &st, existed ? &row : NULL, hint, c);
         if (!r && S_ISDIR(st.st_mode) && deep)
             r = scan_subtree(in, path, c);
     }
@@ -683,10 +634,16 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
     if (b->rescan)
         return scan_subtree(in, "", c);
     int r = 0;
+    /* Local paths (the overlay) never enter the index: their events are
+     * for the log only.  A rename out of the mirrored tree into a local
+     * path arrives as a plain delete of the source. */
     for (size_t i = 0; !r && i < b->n; i++)
-        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from)
+        if ((b->e[i].kinds & CHANGE_RENAME_TO) && b->e[i].renamed_from &&
+            !(b->e[i].kinds & CHANGE_LOCAL))
             r = apply_rename(in, &b->e[i], c);
     for (size_t i = 0; !r && i < b->n; i++) {
+        if (b->e[i].kinds & CHANGE_LOCAL)
+            continue;
         /* Outside edits and new directories may hide a whole new subtree. */
         bool deep = b->e[i].kinds & (CHANGE_MKDIR | CHANGE_RENAME_TO | CHANGE_OUTSIDE);
         r = sync_one(in, b->e[i].path, deep, &b->e[i], c);

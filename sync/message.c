@@ -31,8 +31,13 @@
 #define FT_REG 1
 #define FT_DIR 2
 #define FT_LNK 3
-/* UPDATE body of a regular file: a chunk list, or MSG_ENC_RAW/LZ4 inline. */
+/* UPDATE body of a regular file: a chunk list, MSG_ENC_RAW/LZ4 inline, or
+ * the chunk list as group ids. */
 #define BODY_CHUNKS 0
+#define BODY_GROUPS 3
+#define GROUP_ENTRY_SIZE (4 + 8 + CONTENT_ID_SIZE)
+/* Groups one UPDATE frame can hold besides its largest path. */
+#define GROUPS_PER_FRAME ((WIRE_MAX_FRAME - WIRE_MAX_PATH - 64) / GROUP_ENTRY_SIZE)
 
 #define CHUNK_ENTRY_SIZE   (4 + CONTENT_ID_SIZE)
 #define CHUNKS_PER_FRAME   65536u     /* encoder's choice: 1.25 MiB frames */
@@ -71,8 +76,8 @@ const char *msg_type_name(unsigned type)
         [MSG_UPDATE] = "UPDATE", [MSG_CHUNKS] = "CHUNKS",     [MSG_WANT] = "WANT",
         [MSG_DATA] = "DATA",     [MSG_DELETE] = "DELETE",     [MSG_RENAME] = "RENAME",
         [MSG_LINK] = "LINK",     [MSG_COMMIT] = "COMMIT",     [MSG_ACK] = "ACK",
-        [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",           [MSG_PEER] = "PEER",
-        [MSG_PULL] = "PULL",
+        [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",           [MSG_LIST] = "LIST",
+        [MSG_GROUP] = "GROUP",   [MSG_PEER] = "PEER",         [MSG_PULL] = "PULL",
     };
     static __thread char unknown[16];
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -152,6 +157,59 @@ static int check_chunk(uint64_t i, uint64_t n, uint32_t len, uint64_t off, uint6
                      "chunk lengths of '%.200s' do not add up to its size %llu", path,
                      (unsigned long long)size);
     return 0;
+}
+
+/* Group g (of ngroups) of a file of size bytes: a count and byte total that
+ * chunks obeying the rules above could have (only the file's last chunk may
+ * be short).  Sums are checked by the caller. */
+static int check_group(uint64_t g, uint64_t ngroups, const struct chunk_group *gr,
+                       const char *path, const char *what, char *err, size_t errsize)
+{
+    if (gr->count == 0 || gr->count > CHUNK_GROUP_MAX)
+        return failf(err, errsize, -EPROTO, what, "group %llu of '%.200s' has %u chunks (1..%u)",
+                     (unsigned long long)g, path, gr->count, CHUNK_GROUP_MAX);
+    uint64_t lo = (uint64_t)(gr->count - 1) * CHUNKER_MIN_SIZE + (g + 1 < ngroups ? CHUNKER_MIN_SIZE : 1);
+    uint64_t hi = (uint64_t)gr->count * CHUNKER_MAX_SIZE;
+    if (gr->bytes < lo || gr->bytes > hi)
+        return failf(err, errsize, -EPROTO, what,
+                     "group %llu of '%.200s': %u chunks cannot hold %llu bytes",
+                     (unsigned long long)g, path, gr->count, (unsigned long long)gr->bytes);
+    return 0;
+}
+
+/* Groups g[0..n) describe `total` chunks making `size` bytes. */
+static int check_groups(const struct chunk_group *g, size_t n, uint64_t total, uint64_t size,
+                        const char *path, const char *what, char *err, size_t errsize)
+{
+    if (n == 0 || n > total || n > GROUPS_PER_FRAME)
+        return failf(err, errsize, n > GROUPS_PER_FRAME ? -EMSGSIZE : -EPROTO, what,
+                     "%zu groups for %llu chunks of '%.200s'", n, (unsigned long long)total, path);
+    uint64_t count = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        int e = check_group(i, n, &g[i], path, what, err, errsize);
+        if (e)
+            return e;
+        count += g[i].count;
+        bytes += g[i].bytes;
+    }
+    if (count != total || bytes != size)
+        return failf(err, errsize, -EPROTO, what,
+                     "groups of '%.200s' add up to %llu chunks and %llu bytes, not %llu and %llu",
+                     path, (unsigned long long)count, (unsigned long long)bytes,
+                     (unsigned long long)total, (unsigned long long)size);
+    return 0;
+}
+
+int msg_chunk_list_check(const char *path, uint64_t size, const struct chunk *c, size_t n,
+                         char *err, size_t errsize)
+{
+    int e = check_chunk_count(size, n, path, "chunk list", err, errsize);
+    uint64_t off = 0;
+    for (size_t i = 0; !e && i < n; i++) {
+        e = check_chunk(i, n, c[i].len, off, size, path, "chunk list", err, errsize);
+        off += c[i].len;
+    }
+    return e;
 }
 
 static int type_to_wire(uint32_t type)
@@ -564,13 +622,22 @@ static int decode_hello(struct msg *m, struct reader *r)
 
 /* ---- MANIFEST ---------------------------------------------------------- */
 
+int msg_path_cmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    while (*x && *x == *y)
+        x++, y++;
+    unsigned cx = *x == '/' ? 1u : *x, cy = *y == '/' ? 1u : *y;
+    return (int)cx - (int)cy;
+}
+
 static int check_entry(const struct msg_entry *e, const char *prev, const char *what, char *err,
                        size_t errsize)
 {
     int r = check_path(e->path, "path", what, err, errsize);
     if (r)
         return r;
-    if (prev && strcmp(prev, e->path) >= 0)
+    if (prev && msg_path_cmp(prev, e->path) >= 0)
         return failf(err, errsize, -EPROTO, what, "entries out of order: '%.200s' after '%.200s'",
                      e->path, prev);
     if (type_to_wire(e->type) < 0)
@@ -588,8 +655,9 @@ static int check_entry(const struct msg_entry *e, const char *prev, const char *
     return 0;
 }
 
-/* Entry fields after the path, shared by the frame body and the digest. */
-static void put_entry_tail(struct writer *w, const struct msg_entry *e)
+/* Entry fields after the path, shared by the frame body and the digest
+ * (which leaves out a directory's subtree digest: wire false). */
+static void put_entry_tail(struct writer *w, const struct msg_entry *e, bool wire)
 {
     put_u8(w, (uint8_t)type_to_wire(e->type));
     put_u32(w, e->mode);
@@ -599,6 +667,8 @@ static void put_entry_tail(struct writer *w, const struct msg_entry *e)
         put_id(w, &e->id);
     } else if (e->type == S_IFLNK) {
         put_str(w, e->target, strlen(e->target));
+    } else if (wire) {
+        put_id(w, &e->id);
     }
 }
 
@@ -630,7 +700,7 @@ static int encode_manifest(struct writer *w, const struct msg_manifest *mf, char
                 shared++;
         put_u16(&bw, (uint16_t)shared);
         put_str(&bw, en->path + shared, plen - shared);
-        put_entry_tail(&bw, en);
+        put_entry_tail(&bw, en, true);
         prev = first = en->path;
         count++;
         if (body.len >= MANIFEST_BATCH || i + 1 == mf->n) {
@@ -707,6 +777,9 @@ static int decode_manifest(struct msg *m, struct reader *r)
             uint32_t tlen;
             if ((e = get_str(m, &b, "target", UINT32_MAX, -EMSGSIZE, &en->target, &tlen)))
                 return e;
+        } else if (en->type == S_IFDIR) {
+            if ((e = get_id(&b, "subtree digest", &en->id)))
+                return e;
         }
         if ((e = check_entry(en, prev, r->what, r->err, r->errsize)))
             return e;
@@ -739,7 +812,7 @@ void msg_manifest_digest_add(struct content_hasher *h, const struct msg_entry *e
         content_hasher_update(h, b.buf, b.len);
         content_hasher_update(h, e->target, strlen(e->target));
     } else {
-        put_entry_tail(&w, e); /* at most 1 + 4 + 8 + 8 + 16 bytes: fits */
+        put_entry_tail(&w, e, false); /* at most 1 + 4 + 8 + 8 + 16 bytes: fits */
         content_hasher_update(h, b.buf, b.len);
     }
     assert(b.buf == small); /* never reallocated */
@@ -799,7 +872,15 @@ static int encode_update(struct writer *w, const struct msg_update *u, char *err
             return failf(err, errsize, -EMSGSIZE, what,
                          "inline '%.200s' is %llu bytes, over the limit of %u", u->path,
                          (unsigned long long)u->size, WIRE_INLINE_MAX);
-        if (!u->inline_data) {
+        if (!u->inline_data && u->ngroups) {
+            uint64_t total = 0;
+            for (size_t i = 0; i < u->ngroups; i++)
+                total += u->groups[i].count;
+            if ((e = check_chunk_count(u->size, total, u->path, what, err, errsize)) ||
+                (e = check_groups(u->groups, u->ngroups, total, u->size, u->path, what, err,
+                                  errsize)))
+                return e;
+        } else if (!u->inline_data) {
             if ((e = check_chunk_count(u->size, u->nchunks, u->path, what, err, errsize)))
                 return e;
             uint64_t off = 0;
@@ -829,6 +910,19 @@ static int encode_update(struct writer *w, const struct msg_update *u, char *err
         if (u->inline_data) {
             put_packed(w, u->data, (size_t)u->size);
             here = 0;
+        } else if (u->ngroups) {
+            uint64_t total = 0;
+            for (size_t i = 0; i < u->ngroups; i++)
+                total += u->groups[i].count;
+            put_u8(w, BODY_GROUPS);
+            put_u32(w, (uint32_t)total);
+            put_u32(w, (uint32_t)u->ngroups);
+            for (size_t i = 0; i < u->ngroups; i++) {
+                put_u32(w, u->groups[i].count);
+                put_u64(w, u->groups[i].bytes);
+                put_id(w, &u->groups[i].id);
+            }
+            here = 0;
         } else {
             put_u8(w, BODY_CHUNKS);
             put_u32(w, (uint32_t)u->nchunks);
@@ -838,7 +932,8 @@ static int encode_update(struct writer *w, const struct msg_update *u, char *err
     }
     frame_end(w, f);
     int frames = 1;
-    for (size_t i = here; u->type == S_IFREG && !u->inline_data && i < u->nchunks; i += here) {
+    for (size_t i = here; u->type == S_IFREG && !u->inline_data && !u->ngroups && i < u->nchunks;
+         i += here) {
         here = u->nchunks - i < CHUNKS_PER_FRAME ? u->nchunks - i : CHUNKS_PER_FRAME;
         f = frame_begin(w, MSG_CHUNKS);
         put_u32(w, (uint32_t)here);
@@ -937,6 +1032,32 @@ static int decode_update(struct msg *m, struct reader *r)
         content_id_of_file(&cid, u->size ? 1 : 0, &u->file_id);
         return get_end(r);
     }
+    if (body == BODY_GROUPS) {
+        uint32_t ngroups;
+        if ((e = get_u32(r, "chunk count", &total)) ||
+            (e = check_chunk_count(u->size, total, u->path, r->what, r->err, r->errsize)) ||
+            (e = get_u32(r, "group count", &ngroups)))
+            return e;
+        if ((uint64_t)ngroups * GROUP_ENTRY_SIZE != r->len - r->pos)
+            return RFAIL(r, -EPROTO, "%u groups of '%.200s' in %zu bytes", ngroups, u->path,
+                         r->len - r->pos);
+        if (ngroups == 0 || ngroups > total)
+            return RFAIL(r, -EPROTO, "%u groups for %u chunks of '%.200s'", ngroups, total,
+                         u->path);
+        struct chunk_group *g = arena_alloc(m, (size_t)ngroups * sizeof(*g));
+        if (!g)
+            return no_memory(r);
+        for (uint32_t i = 0; i < ngroups; i++)
+            if ((e = get_u32(r, "group chunks", &g[i].count)) ||
+                (e = get_u64(r, "group bytes", &g[i].bytes)) ||
+                (e = get_id(r, "group id", &g[i].id)))
+                return e;
+        if ((e = check_groups(g, ngroups, total, u->size, u->path, r->what, r->err, r->errsize)))
+            return e;
+        u->groups = g;
+        u->ngroups = ngroups;
+        return get_end(r);
+    }
     if (body != BODY_CHUNKS)
         return RFAIL(r, -EPROTO, "unknown body %u of '%.200s'", body, u->path);
     if ((e = get_u32(r, "chunk count", &total)) ||
@@ -1015,6 +1136,70 @@ static int decode_want(struct msg *m, struct reader *r)
     return 0;
 }
 
+static int check_group_chunks(const struct msg_group *g, const char *what, char *err,
+                              size_t errsize)
+{
+    if (g->n == 0 || g->n > CHUNK_GROUP_MAX)
+        return failf(err, errsize, g->n ? -EMSGSIZE : -EPROTO, what,
+                     "%zu chunks in a group (1..%u allowed)", g->n, CHUNK_GROUP_MAX);
+    for (size_t i = 0; i < g->n; i++)
+        if (g->chunks[i].len == 0 || g->chunks[i].len > CHUNKER_MAX_SIZE)
+            return failf(err, errsize, g->chunks[i].len ? -EMSGSIZE : -EPROTO, what,
+                         "chunk %zu of a group is %u bytes (1..%u allowed)", i, g->chunks[i].len,
+                         CHUNKER_MAX_SIZE);
+    struct content_id got;
+    chunk_group_id(g->chunks, g->n, &got);
+    if (!content_id_eq(&got, &g->id)) {
+        char want_hex[CONTENT_ID_HEX_LEN + 1], got_hex[CONTENT_ID_HEX_LEN + 1];
+        content_id_to_hex(&g->id, want_hex);
+        content_id_to_hex(&got, got_hex);
+        return failf(err, errsize, -EBADMSG, what,
+                     "group %s does not match its chunks (they hash to %s)", want_hex, got_hex);
+    }
+    return 0;
+}
+
+static int encode_group(struct writer *w, const struct msg_group *g, char *err, size_t errsize)
+{
+    int e = check_group_chunks(g, "GROUP", err, errsize);
+    if (e)
+        return e;
+    size_t f = frame_begin(w, MSG_GROUP);
+    put_id(w, &g->id);
+    put_u32(w, (uint32_t)g->n);
+    put_chunks(w, g->chunks, g->n);
+    frame_end(w, f);
+    return 1;
+}
+
+static int decode_group(struct msg *m, struct reader *r)
+{
+    struct msg_group *g = &m->group;
+    uint32_t n;
+    int e;
+    if ((e = get_id(r, "group id", &g->id)) || (e = get_u32(r, "chunk count", &n)))
+        return e;
+    if (n == 0 || n > CHUNK_GROUP_MAX || (uint64_t)n * CHUNK_ENTRY_SIZE != r->len - r->pos)
+        return RFAIL(r, n > CHUNK_GROUP_MAX ? -EMSGSIZE : -EPROTO,
+                     "%u chunks in %zu bytes (1..%u allowed)", n, r->len - r->pos,
+                     CHUNK_GROUP_MAX);
+    struct chunk *c = arena_alloc(m, (size_t)n * sizeof(*c));
+    if (!c)
+        return no_memory(r);
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((e = get_u32(r, "chunk length", &c[i].len)) || (e = get_id(r, "chunk id", &c[i].id)))
+            return e;
+        c[i].off = off;
+        off += c[i].len;
+    }
+    g->chunks = c;
+    g->n = n;
+    if ((e = check_group_chunks(g, r->what, r->err, r->errsize)))
+        return e;
+    return get_end(r);
+}
+
 int msg_data_encode(const struct content_id *id, const void *bytes, size_t len, struct msg_buf *out,
                     char *err, size_t errsize)
 {
@@ -1067,6 +1252,54 @@ static int decode_data(struct msg *m, struct reader *r)
                      got_hex);
     }
     return 0;
+}
+
+/* ---- LIST -------------------------------------------------------------- */
+
+/* "" (ROOT) or a path that passes the path check. */
+static int check_list_dir(const char *dir, const char *what, char *err, size_t errsize)
+{
+    return dir[0] ? check_path(dir, "directory", what, err, errsize) : 0;
+}
+
+static int encode_list(struct writer *w, const struct msg_list *l, char *err, size_t errsize)
+{
+    if (l->n == 0 || l->n > MSG_LIST_MAX)
+        return failf(err, errsize, l->n ? -EMSGSIZE : -EINVAL, "LIST",
+                     "%zu directories (1..%u allowed)", l->n, MSG_LIST_MAX);
+    for (size_t i = 0; i < l->n; i++) {
+        int e = check_list_dir(l->dirs[i], "LIST", err, errsize);
+        if (e)
+            return e;
+    }
+    size_t f = frame_begin(w, MSG_LIST);
+    put_u32(w, (uint32_t)l->n);
+    for (size_t i = 0; i < l->n; i++)
+        put_str(w, l->dirs[i], strlen(l->dirs[i]));
+    frame_end(w, f);
+    return 1;
+}
+
+static int decode_list(struct msg *m, struct reader *r)
+{
+    uint32_t n;
+    int e = get_u32(r, "directory count", &n);
+    if (e)
+        return e;
+    if (n == 0 || n > MSG_LIST_MAX)
+        return RFAIL(r, n ? -EMSGSIZE : -EPROTO, "%u directories (1..%u allowed)", n,
+                     MSG_LIST_MAX);
+    const char **dirs = arena_alloc(m, (size_t)n * sizeof(*dirs));
+    if (!dirs)
+        return no_memory(r);
+    for (uint32_t i = 0; i < n; i++) {
+        if ((e = get_str(m, r, "directory", WIRE_MAX_PATH, -ENAMETOOLONG, &dirs[i], NULL)) ||
+            (e = check_list_dir(dirs[i], r->what, r->err, r->errsize)))
+            return e;
+    }
+    m->list.dirs = dirs;
+    m->list.n = n;
+    return get_end(r);
 }
 
 /* ---- the small ones ---------------------------------------------------- */
@@ -1251,6 +1484,12 @@ int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsi
     case MSG_DELETE:
         r = encode_paths(&w, MSG_DELETE, m->del.path, "path", NULL, NULL, err, errsize);
         break;
+    case MSG_LIST:
+        r = encode_list(&w, &m->list, err, errsize);
+        break;
+    case MSG_GROUP:
+        r = encode_group(&w, &m->group, err, errsize);
+        break;
     case MSG_RENAME:
         r = encode_paths(&w, MSG_RENAME, m->rename.from, "from", m->rename.to, "to", err, errsize);
         break;
@@ -1327,6 +1566,12 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
     case MSG_DELETE:
         e = get_path(m, &r, "path", &m->del.path);
         e = e ? e : get_end(&r);
+        break;
+    case MSG_LIST:
+        e = decode_list(m, &r);
+        break;
+    case MSG_GROUP:
+        e = decode_group(m, &r);
         break;
     case MSG_RENAME:
         e = get_path(m, &r, "from", &m->rename.from);

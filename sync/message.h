@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunk_groups.h"
 #include "chunker.h"
 #include "content_id.h"
 #include "wire.h"
@@ -43,9 +44,14 @@ enum msg_type {
     MSG_ACK = 12,
     MSG_ERROR = 13,
     MSG_BYE = 14,
-    MSG_PEER = 15, /* two-way sync: who each side is (docs/protocol.md §11) */
-    MSG_PULL = 16, /* two-way sync: the receiver asks the far side to send paths */
+    MSG_LIST = 15,
+    MSG_GROUP = 16,
+    MSG_PEER = 17, /* two-way sync: who each side is (docs/protocol.md §11) */
+    MSG_PULL = 18, /* two-way sync: the receiver asks the far side to send paths */
 };
+
+/* Directories one LIST may name (a hard limit of the protocol). */
+#define MSG_LIST_MAX 1024u
 
 #define MSG_ROLE_SENDER   1
 #define MSG_ROLE_RECEIVER 2
@@ -77,7 +83,9 @@ struct msg_hello {
     struct content_id skip_digest;
 };
 
-/* One path the receiver has.  id: file id (S_IFREG); target: S_IFLNK. */
+/* One path the receiver has.  id: the file id (S_IFREG), or the subtree
+ * digest of a directory (manifest.h): the manifest digest of every entry
+ * below it.  target: S_IFLNK. */
 struct msg_entry {
     const char *path;
     uint32_t type;
@@ -88,8 +96,9 @@ struct msg_entry {
     const char *target;
 };
 
-/* A batch of entries in strictly increasing strcmp() order of path.  The
- * encoder splits a long batch into frames; each decodes as its own batch. */
+/* A batch of entries in strictly increasing tree order of path
+ * (msg_path_cmp).  The encoder splits a long batch into frames; each
+ * decodes as its own batch. */
 struct msg_manifest {
     const struct msg_entry *entries;
     size_t n;
@@ -103,9 +112,13 @@ struct msg_manifest_end {
 };
 
 /* A path's new state.  S_IFREG: size, then either inline data (size <=
- * WIRE_INLINE_MAX) or the chunk list (offsets are filled by the decoder;
- * the encoder ignores them); file_id is computed by the decoder from the
- * content, never sent.  S_IFDIR: nothing more.  S_IFLNK: target. */
+ * WIRE_INLINE_MAX), or the chunk list (offsets are filled by the decoder;
+ * the encoder ignores them), or (ngroups > 0) the chunk list as group ids
+ * (chunk_groups.h), each checked for a count and byte total the file's size
+ * allows.  file_id is computed by the decoder from the content, never sent;
+ * for a grouped list it stays zero: the receiver computes it once it knows
+ * every group's chunks (msg_chunk_list_check).  S_IFDIR: nothing more.
+ * S_IFLNK: target. */
 struct msg_update {
     const char *path;
     uint32_t type;
@@ -116,6 +129,8 @@ struct msg_update {
     const uint8_t *data; /* inline: size bytes */
     const struct chunk *chunks;
     size_t nchunks;
+    const struct chunk_group *groups;
+    size_t ngroups;
     struct content_id file_id;
     const char *target;
     uint32_t pending_, chunks_cap_; /* codec-private: chunks still due, room for */
@@ -140,6 +155,20 @@ struct msg_data {
 
 struct msg_path {
     const char *path;
+};
+/* The chunks of a group a WANT named (their lengths and ids; offsets from
+ * the group's start, filled by the decoder).  The decoder checks them
+ * against the group id. */
+struct msg_group {
+    struct content_id id;
+    const struct chunk *chunks;
+    size_t n; /* 1..CHUNK_GROUP_MAX */
+};
+
+/* Ask for the entries directly inside each directory ("" is ROOT). */
+struct msg_list {
+    const char *const *dirs;
+    size_t n; /* 1..MSG_LIST_MAX */
 };
 struct msg_rename {
     const char *from, *to;
@@ -194,6 +223,8 @@ struct msg {
         struct msg_want want;
         struct msg_data data;
         struct msg_path del;
+        struct msg_list list;
+        struct msg_group group;
         struct msg_rename rename;
         struct msg_link link;
         struct msg_commit commit;
@@ -233,6 +264,12 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
 int msg_decode_more(struct msg *m, uint8_t type, const uint8_t *payload, size_t len, char *err,
                     size_t errsize);
 
+/* Check a whole chunk list c[0..n) of a file of size bytes against the
+ * chunker's rules, as the decoder does for an UPDATE's list (offsets are
+ * not looked at).  0, or -errno with err naming path and the chunk. */
+int msg_chunk_list_check(const char *path, uint64_t size, const struct chunk *c, size_t n,
+                         char *err, size_t errsize);
+
 /* Free what a decoded message owns and zero it (a no-op on an encoder's
  * message, which owns nothing). */
 void msg_release(struct msg *m);
@@ -240,9 +277,14 @@ void msg_release(struct msg *m);
 /* "HELLO", "UPDATE", ...; "type 0x2a" for an unknown byte (static buffer). */
 const char *msg_type_name(unsigned type);
 
+/* Tree order: strcmp() with '/' below every other byte, so that a
+ * directory's subtree follows it directly ("a", "a/b", "a.c"; strcmp puts
+ * "a.c" between).  Negative, zero or positive like strcmp. */
+int msg_path_cmp(const char *a, const char *b);
+
 /* The manifest digest: XXH3-128 over every entry's canonical encoding
- * (full path, type, mode, mtime_ns, then size and id, or target), in
- * manifest order.  Start with content_hasher_init, add each entry, finish
+ * (full path, type, mode, mtime_ns, then size and file id, or target; a
+ * directory's subtree digest is not part of it), in tree order.  Start with content_hasher_init, add each entry, finish
  * with content_hasher_final.  Two sides whose digests are equal have the
  * same manifest, mtimes included. */
 void msg_manifest_digest_add(struct content_hasher *h, const struct msg_entry *e);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define MAX_BATCH_PATHS 4096
+#define STOP_GRACE_MS 2000
 
 struct mirror {
     char *src, *dest, *rsh, *wsync_path;
@@ -23,9 +25,20 @@ struct mirror {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond; /* kicked, stopping, or a batch acknowledged */
-    bool kicked, stop;
+    bool kicked, stop, exited;
+    pid_t child; /* the far side's process while a session runs, else 0 */
     struct mirror_status st;
 };
+
+static void on_child(pid_t pid, void *arg)
+{
+    struct mirror *m = arg;
+    pthread_mutex_lock(&m->lock);
+    m->child = pid;
+    if (pid && m->stop) /* stopped while connecting: do not wait for it */
+        kill(pid, SIGTERM);
+    pthread_mutex_unlock(&m->lock);
+}
 
 static int64_t now_ns(void)
 {
@@ -57,8 +70,8 @@ static bool wait_for(struct mirror *m, int ms, bool want_kick)
 
 static uint64_t journal_head(struct mirror *m)
 {
-    struct index_stats s;
-    return index_stats(m->ix, &s) == 0 ? s.seq : 0;
+    uint64_t seq = 0;
+    return index_journal_head(m->ix, &seq) == 0 ? seq : 0;
 }
 
 struct batch {
@@ -80,25 +93,61 @@ static int collect(uint64_t seq, const char *kind, const char *path, void *arg)
     return b->n == MAX_BATCH_PATHS ? 1 : 0; /* the rest comes next round */
 }
 
-static void set_error(struct mirror *m, const char *err, bool connected)
+static void set_error(struct mirror *m, const char *err, int retry_ms)
 {
     pthread_mutex_lock(&m->lock);
-    snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", err);
-    m->st.connected = connected;
+    snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", err[0] ? err : "failed");
+    m->st.connected = false;
+    m->st.retry_ms = retry_ms;
     pthread_mutex_unlock(&m->lock);
 }
 
-static void acked(struct mirror *m, uint64_t seq, const struct push_result *res)
+/* bytes_out of the sessions before this one */
+static void acked(struct mirror *m, uint64_t seq, struct sender *s, uint64_t base_out)
 {
+    uint64_t out, in;
+    sender_traffic(s, &out, &in);
     pthread_mutex_lock(&m->lock);
     m->st.acked_seq = seq;
+    m->st.caught_up = true;
     m->st.batches++;
+    m->st.bytes_out = base_out + out;
     m->st.last_ack_ns = now_ns();
     m->st.last_error[0] = '\0';
     m->st.connected = true;
-    (void)res;
+    m->st.retry_ms = 0;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
+}
+
+static int next_backoff(int ms)
+{
+    return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
+/* Send every journal entry after *done as batches until none is left.
+ * 0, or the session's failure. */
+static int send_journal(struct mirror *m, struct sender *s, uint64_t *done, uint64_t base_out)
+{
+    for (;;) {
+        struct batch b = {.paths = calloc(MAX_BATCH_PATHS, sizeof(char *))};
+        if (!b.paths)
+            return -ENOMEM;
+        int r = index_journal_since(m->ix, *done, collect, &b);
+        if (r < 0 || b.n == 0) {
+            free(b.paths);
+            return r < 0 ? r : 0;
+        }
+        /* Entries trimmed away since: only a full pass is safe. */
+        r = b.first > *done + 1 ? sender_sync_all(s) : sender_sync_paths(s, b.paths, b.n);
+        for (size_t i = 0; i < b.n; i++)
+            free(b.paths[i]);
+        free(b.paths);
+        if (r)
+            return r;
+        *done = b.last;
+        acked(m, *done, s, base_out);
+    }
 }
 
 static void *mirror_main(void *arg)
@@ -108,59 +157,49 @@ static void *mirror_main(void *arg)
     char err[1024];
     struct push_result res;
     while (!m->stop) {
-        /* Connect and catch up from the far side's manifest. */
+        /* Connect and catch up from the far side's manifest: whatever
+         * happened while we were away is in that difference. */
         struct sender *s = NULL;
         uint64_t head = journal_head(m);
-        int r = sender_open(&m->opt, &res, &s, err, sizeof(err));
-        if (!r)
-            r = sender_sync_all(s);
-        if (r) {
-            sender_close(s, r);
-            set_error(m, err, false);
-            if (wait_for(m, backoff, false))
-                break;
-            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-            continue;
-        }
-        backoff = BACKOFF_MIN_MS;
-        uint64_t done = head;
-        acked(m, done, &res);
-        /* Then one batch per indexer commit. */
-        while (!r && !wait_for(m, 1000, true)) {
-            for (;;) {
-                struct batch b = {.paths = calloc(MAX_BATCH_PATHS, sizeof(char *))};
-                if (!b.paths || index_journal_since(m->ix, done, collect, &b) < 0) {
-                    free(b.paths);
-                    break;
-                }
-                if (b.n == 0) {
-                    free(b.paths);
-                    break;
-                }
-                /* Entries trimmed away since: only a full pass is safe. */
-                r = b.first > done + 1 ? sender_sync_all(s)
-                                       : sender_sync_paths(s, b.paths, b.n);
-                for (size_t i = 0; i < b.n; i++)
-                    free(b.paths[i]);
-                free(b.paths);
-                if (r)
-                    break;
-                done = b.last;
-                acked(m, done, &res);
-            }
-        }
         pthread_mutex_lock(&m->lock);
-        m->st.bytes_out += res.bytes_out;
+        uint64_t base_out = m->st.bytes_out;
+        m->st.sessions++;
+        pthread_mutex_unlock(&m->lock);
+        int r = sender_open(&m->opt, &res, &s, err, sizeof(err));
+        if (!r) {
+            pthread_mutex_lock(&m->lock); /* connected; the catch-up may take a while */
+            m->st.connected = true;
+            pthread_mutex_unlock(&m->lock);
+            r = sender_sync_all(s);
+        }
+        if (!r) {
+            backoff = BACKOFF_MIN_MS;
+            uint64_t done = head;
+            acked(m, done, s, base_out);
+            /* Then one batch per indexer commit (and a look every second). */
+            while (!r && !wait_for(m, 1000, true))
+                r = send_journal(m, s, &done, base_out);
+        }
+        uint64_t out = 0, in = 0;
+        if (s)
+            sender_traffic(s, &out, &in);
+        pthread_mutex_lock(&m->lock);
+        m->st.bytes_out = base_out + out;
         pthread_mutex_unlock(&m->lock);
         r = sender_close(s, r);
-        if (r && !m->stop) {
-            set_error(m, err, false);
-            if (wait_for(m, BACKOFF_MIN_MS, false))
-                break;
-        }
+        if (!r || m->stop)
+            continue;
+        /* Refused (disk full, permission), unreachable or cut: say why,
+         * wait, and start over with a catch-up. */
+        set_error(m, err, backoff);
+        if (wait_for(m, backoff, false))
+            break;
+        backoff = next_backoff(backoff);
     }
     pthread_mutex_lock(&m->lock);
     m->st.connected = false;
+    m->exited = true;
+    pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
     return NULL;
 }
@@ -183,7 +222,8 @@ int mirror_start(const char *src, const char *dest, const char *rsh, const char 
     m->opt = (struct push_options){.src = m->src, .dest = m->dest, .rsh = m->rsh,
                                    .wsync_path = m->wsync_path, .delete_extra = true,
                                    .trust_index = true, .far_stderr_set = log_fd >= 0,
-                                   .far_stderr_fd = log_fd};
+                                   .far_stderr_fd = log_fd, .on_child = on_child,
+                                   .on_child_arg = m};
     m->st.dest = m->dest;
     char state[PATH_MAX];
     snprintf(state, sizeof(state), "%s/.wsync", src);
@@ -213,9 +253,8 @@ void mirror_kick(struct mirror *m)
     pthread_mutex_unlock(&m->lock);
 }
 
-bool mirror_flush(struct mirror *m, int timeout_ms)
+bool mirror_flush(struct mirror *m, uint64_t want, int timeout_ms)
 {
-    uint64_t want = journal_head(m);
     mirror_kick(m);
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -226,10 +265,12 @@ bool mirror_flush(struct mirror *m, int timeout_ms)
         dl.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&m->lock);
-    while (m->st.acked_seq < want && !m->stop)
+    /* Caught up, too: an empty journal says nothing about a remote that
+     * never finished its first diff. */
+    while ((m->st.acked_seq < want || !m->st.caught_up) && !m->stop)
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
             break;
-    bool ok = m->st.acked_seq >= want;
+    bool ok = m->st.acked_seq >= want && m->st.caught_up;
     pthread_mutex_unlock(&m->lock);
     return ok;
 }
@@ -239,7 +280,14 @@ void mirror_get_status(struct mirror *m, struct mirror_status *st)
     pthread_mutex_lock(&m->lock);
     *st = m->st;
     pthread_mutex_unlock(&m->lock);
-    st->journal_seq = 0; /* filled by the caller's own connection if it wants */
+}
+
+void mirror_ask_stop(struct mirror *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->stop = true;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
 }
 
 void mirror_stop(struct mirror *m)
@@ -249,6 +297,16 @@ void mirror_stop(struct mirror *m)
     pthread_mutex_lock(&m->lock);
     m->stop = true;
     pthread_cond_broadcast(&m->cond);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += STOP_GRACE_MS / 1000;
+    while (!m->exited)
+        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
+            break;
+    /* Still in a transfer or a connect: cut it; the far side keeps the
+     * old or the new version of each file, never a mix. */
+    if (!m->exited && m->child > 0)
+        kill(m->child, SIGTERM);
     pthread_mutex_unlock(&m->lock);
     pthread_join(m->thread, NULL);
     index_close(m->ix);

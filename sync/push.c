@@ -1,17 +1,23 @@
 /*
  * push.c — the sending side of the protocol (docs/protocol.md).
  *
- * Index SRC (stat-only for what did not change), start the far side, read
- * its manifest, and stream an UPDATE for every path whose type, mode or
- * content differs and a DELETE for every extra path, then COMMIT.  The far
- * side answers with WANT frames for the chunks it lacks; a reader thread
- * collects them while this thread sends DATA, so neither side can block the
- * other on a full pipe.  Files up to WIRE_INLINE_MAX travel inside UPDATE.
+ * Start the far side, index SRC (stat-only for what did not change) while
+ * it indexes ROOT, and find where the trees differ by descending through
+ * the directories whose subtree digests differ (manifest.h, LIST).  Then
+ * stream an UPDATE for every path whose type, mode, mtime or content
+ * differs and a DELETE for every extra path, then COMMIT.  The far side
+ * answers with WANT frames for the chunks (and chunk groups) it lacks; a
+ * reader thread collects them while this thread sends DATA and GROUP, so
+ * neither side can block the other on a full pipe.  Files up to
+ * WIRE_INLINE_MAX travel inside UPDATE.
  */
 #include "push.h"
 #include "index.h"
 #include "indexer.h"
+#include "manifest.h"
 #include "message.h"
+#include "remote_map.h"
+#include "sent_groups.h"
 #include "transport.h"
 #include "tree_root.h"
 #include "wire.h"
@@ -28,72 +34,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-/* ---- the far side's manifest, by path ---- */
-
-struct remote {
-    struct msg_entry e; /* path and target owned here */
-    bool seen;
-};
-
-struct remote_map {
-    struct remote *v;
-    size_t cap, n;
-    char **order; /* paths in manifest (sorted) order, for deletes */
-};
-
-static size_t slot(const struct remote_map *m, const char *path)
-{
-    size_t i = XXH3_64bits(path, strlen(path)) & (m->cap - 1);
-    while (m->v[i].e.path && strcmp(m->v[i].e.path, path) != 0)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static int remote_add(struct remote_map *m, const struct msg_entry *e)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        struct remote_map g = {.cap = m->cap ? m->cap * 2 : 1024};
-        g.v = calloc(g.cap, sizeof(*g.v));
-        if (!g.v)
-            return -ENOMEM;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->v[i].e.path)
-                g.v[slot(&g, m->v[i].e.path)] = m->v[i];
-        free(m->v);
-        m->v = g.v;
-        m->cap = g.cap;
-        char **order = realloc(m->order, g.cap * sizeof(*order));
-        if (!order)
-            return -ENOMEM;
-        m->order = order;
-    }
-    struct remote *r = &m->v[slot(m, e->path)];
-    r->e = *e;
-    r->e.path = strdup(e->path);
-    r->e.target = e->target ? strdup(e->target) : NULL;
-    if (!r->e.path)
-        return -ENOMEM;
-    m->order[m->n++] = (char *)r->e.path;
-    return 0;
-}
-
-static struct remote *remote_get(struct remote_map *m, const char *path)
-{
-    if (!m->cap)
-        return NULL;
-    struct remote *r = &m->v[slot(m, path)];
-    return r->e.path ? r : NULL;
-}
-
-static void remote_free(struct remote_map *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free((char *)m->v[i].e.path);
-        free((char *)m->v[i].e.target);
-    }
-    free(m->v);
-    free(m->order);
-}
+/* A file with at least this many chunks, which the far side has at the
+ * same path, sends its chunk list as group ids (chunk_groups.h): ~28 bytes
+ * per ~32 chunks, plus the groups the far side lacks, instead of 20 bytes
+ * per chunk.  Below it the saving is not worth a round trip. */
+#define GROUPED_MIN_CHUNKS 64
 
 /* ---- the session ---- */
 
@@ -105,7 +50,13 @@ struct sender {
     struct index *ix;
     struct indexer *in;
     struct wire *w;
+    struct manifest *local; /* SRC's manifest, with subtree digests */
+    bool *pruned;           /* per local entry: a directory whose subtree the far side has */
+    bool listed;            /* remote holds the answer to HELLO, not yet used */
+    bool elided;            /* ... which was: identical, nothing listed */
+    uint64_t sent;          /* messages sent in the current batch */
     struct remote_map remote;
+    struct sent_groups groups; /* chunk groups sent in the open batch */
     char *err;
     size_t errsize;
     struct timespec t0;
@@ -137,6 +88,17 @@ static void progress(struct sender *p, const char *phase, bool done)
     if (p->w)
         wire_get_stats(p->w, &ws);
     double t = elapsed(p);
+    if (p->opt->on_progress) {
+        pthread_mutex_lock(&p->lock); /* the reader thread counts wanted chunks */
+        struct push_progress pp = {.phase = phase, .done = done, .files = p->res->files,
+                                   .chunks_sent = p->res->chunks_sent,
+                                   .chunks_wanted = p->res->chunks_wanted,
+                                   .data_bytes = p->res->data_bytes, .bytes_out = ws.bytes_out,
+                                   .seconds = t};
+        pthread_mutex_unlock(&p->lock);
+        p->opt->on_progress(&pp, p->opt->progress_arg);
+        return;
+    }
     fprintf(stderr, "\r%-10s %6llu files %6llu chunks %8.1f MiB out %7.1f MiB/s %6.1f s%s",
             phase, (unsigned long long)p->res->files,
             (unsigned long long)p->res->chunks_sent, (double)ws.bytes_out / (1 << 20),
@@ -145,6 +107,7 @@ static void progress(struct sender *p, const char *phase, bool done)
 
 static int send_msg(struct sender *p, const struct msg *m)
 {
+    p->sent++;
     return wire_send(p->w, m, p->err, p->errsize);
 }
 
@@ -161,7 +124,8 @@ static int explain_failure(struct sender *p, int r)
     return r;
 }
 
-static int read_manifest(struct sender *p)
+/* Read MANIFEST frames into the remote map until MANIFEST_END. */
+static int read_listing(struct sender *p)
 {
     for (;;) {
         struct msg m;
@@ -170,9 +134,10 @@ static int read_manifest(struct sender *p)
             return r;
         if (m.type == MSG_MANIFEST) {
             for (size_t i = 0; !r && i < m.manifest.n; i++)
-                r = remote_add(&p->remote, &m.manifest.entries[i]);
+                r = remote_map_add(&p->remote, &m.manifest.entries[i]);
         } else if (m.type == MSG_MANIFEST_END) {
             p->res->dest_root = m.manifest_end.root;
+            p->elided = (m.manifest_end.flags & MSG_MANIFEST_ELIDED) != 0;
             msg_release(&m);
             return 0;
         } else if (m.type == MSG_ERROR) {
@@ -250,17 +215,34 @@ static void plan_free(struct plan *pl)
     free(pl->seen);
 }
 
+/* Send u's chunk list as group ids; remember each group to answer a WANT. */
+static int group_list(struct sender *p, struct msg_update *u, struct chunk_group **groups)
+{
+    size_t n;
+    int r = chunk_groups_cut(u->chunks, u->nchunks, groups, &n);
+    size_t start = 0;
+    for (size_t i = 0; !r && i < n; i++) {
+        r = sent_groups_add(&p->groups, &(*groups)[i].id, u->chunks + start, (*groups)[i].count);
+        start += (*groups)[i].count;
+    }
+    if (!r) {
+        u->groups = *groups;
+        u->ngroups = n;
+    }
+    return r;
+}
+
 /* One local row: send what the far side lacks. */
 static int plan_row(const struct index_file *f, void *arg)
 {
     struct plan *pl = arg;
     struct sender *p = pl->p;
-    struct remote *rm = remote_get(&p->remote, f->path);
+    struct remote *rm = remote_map_get(&p->remote, f->path);
     if (rm)
         rm->seen = true;
     uint32_t mode = f->mode & 0777;
     if (rm && rm->e.type == f->type && (rm->e.mode & 0777) == mode) {
-        if (f->type == S_IFDIR)
+        if (f->type == S_IFDIR && rm->e.mtime_ns == f->mtime_ns)
             return 0;
         /* Same content but another mtime (a touch): resent, and the far
          * side rebuilds it from its own chunks, so no data travels. */
@@ -270,7 +252,7 @@ static int plan_row(const struct index_file *f, void *arg)
             return 0;
         }
         if (f->type == S_IFLNK && rm->e.target && f->target &&
-            strcmp(rm->e.target, f->target) == 0)
+            strcmp(rm->e.target, f->target) == 0 && rm->e.mtime_ns == f->mtime_ns)
             return 0;
     }
     const char *first = f->type == S_IFREG ? first_name(pl, f->ino, f->path) : NULL;
@@ -285,6 +267,7 @@ static int plan_row(const struct index_file *f, void *arg)
                                .mtime_ns = f->mtime_ns, .target = f->target}};
     uint8_t small[WIRE_INLINE_MAX];
     struct chunk *chunks = NULL;
+    struct chunk_group *groups = NULL;
     int r = 0;
     if (f->type == S_IFREG) {
         m.update.size = (uint64_t)f->size;
@@ -296,6 +279,8 @@ static int plan_row(const struct index_file *f, void *arg)
         } else {
             r = index_get_chunks(p->ix, f->path, &chunks, &m.update.nchunks);
             m.update.chunks = chunks;
+            if (!r && rm && rm->e.type == S_IFREG && m.update.nchunks >= GROUPED_MIN_CHUNKS)
+                r = group_list(p, &m.update, &groups);
         }
         if (r) {
             snprintf(p->err, p->errsize, "reading %s/%s: %s (did it change during the push?)",
@@ -309,6 +294,7 @@ static int plan_row(const struct index_file *f, void *arg)
     if (!p->opt->dry_run)
         r = send_msg(p, &m);
     free(chunks);
+    free(groups);
     if ((p->res->files & 255) == 0)
         progress(p, "sending", false);
     return r;
@@ -321,7 +307,7 @@ static int send_deletes(struct sender *p)
     size_t last_len = 0;
     for (size_t i = 0; i < p->remote.n; i++) {
         const char *path = p->remote.order[i];
-        struct remote *rm = remote_get(&p->remote, path);
+        struct remote *rm = remote_map_get(&p->remote, path);
         if (rm->seen)
             continue;
         if (last && strncmp(path, last, last_len) == 0 && path[last_len] == '/')
@@ -392,6 +378,11 @@ static void *reader_main(void *arg)
 /* Send one wanted chunk, read from wherever SRC holds it. */
 static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *buf)
 {
+    const struct sent_group *g = sent_groups_get(&p->groups, id);
+    if (g) { /* a group of a grouped chunk list: its chunks' lengths and ids */
+        struct msg m = {.type = MSG_GROUP, .group = {.id = *id, .chunks = g->chunks, .n = g->n}};
+        return send_msg(p, &m);
+    }
     char *path = NULL;
     uint64_t off;
     uint32_t len;
@@ -419,6 +410,8 @@ static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *bu
     if (!r) {
         p->res->chunks_sent++;
         p->res->data_bytes += len;
+        if (p->opt->on_progress)
+            progress(p, "data", false);
     }
     return r;
 }
@@ -455,7 +448,20 @@ static int serve_wants(struct sender *p)
         progress(p, "data", false);
     }
     if (r) {
-        /* The reader may wait for an ACK that will not come: stop it. */
+        /* A far side that fails usually says why (ERROR) before it hangs
+         * up on our DATA: give the reader a moment to read that, then stop
+         * it, since it may wait for an ACK that will not come. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2;
+        pthread_mutex_lock(&p->lock);
+        while ((r == -EPIPE || r == -ECONNRESET) && !p->failed && !p->acked)
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+                break;
+        if (p->failed && (r == -EPIPE || r == -ECONNRESET) &&
+            strncmp(p->reader_err, "the far side failed", 19) == 0)
+            snprintf(p->err, p->errsize, "%s", p->reader_err);
+        pthread_mutex_unlock(&p->lock);
         pthread_cancel(reader);
     }
     pthread_join(reader, NULL);
@@ -467,7 +473,8 @@ static int serve_wants(struct sender *p)
     return r;
 }
 
-static int open_source(struct sender *p)
+/* SRC is a directory (checked before the far side is started). */
+static int check_source(struct sender *p)
 {
     p->src = realpath(p->opt->src, NULL);
     struct stat st;
@@ -477,6 +484,12 @@ static int open_source(struct sender *p)
     if (!S_ISDIR(st.st_mode))
         return snprintf(p->err, p->errsize, "source %s is not a directory", p->src), -ENOTDIR;
     p->src_fd = open(p->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return p->src_fd < 0 ? -errno : 0;
+}
+
+/* Index SRC (while the far side indexes ROOT), its root and manifest. */
+static int open_source(struct sender *p)
+{
     char state[PATH_MAX];
     snprintf(state, sizeof(state), "%s/.wsync", p->src);
     if (mkdir(state, 0700) < 0 && errno != EEXIST)
@@ -491,7 +504,9 @@ static int open_source(struct sender *p)
         if (r)
             snprintf(p->err, p->errsize, "indexing %s: %s", p->src, strerror(-r));
     }
-    if (!r && (r = tree_root_from_index(p->ix, &p->res->src_root)))
+    if (!r && (r = manifest_build(p->ix, 0777, &p->local)))
+        snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r));
+    if (!r && (r = tree_root_from_manifest(p->local, &p->res->src_root)))
         snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
     return r;
 }
@@ -501,7 +516,10 @@ static int handshake(struct sender *p)
     uint32_t flags = (p->opt->delete_extra ? MSG_HELLO_DELETE : 0) |
                      (p->opt->dry_run ? MSG_HELLO_DRY_RUN : 0) |
                      (p->opt->verify_only ? MSG_HELLO_VERIFY : 0);
-    struct msg hello = {.type = MSG_HELLO, .hello = {.role = MSG_ROLE_SENDER, .flags = flags}};
+    struct msg hello = {.type = MSG_HELLO,
+                        .hello = {.role = MSG_ROLE_SENDER,
+                                  .flags = flags,
+                                  .skip_digest = *manifest_digest(p->local)}};
     int r = send_msg(p, &hello);
     if (!r)
         r = wire_flush(p->w, p->err, p->errsize);
@@ -516,7 +534,9 @@ static int handshake(struct sender *p)
         }
         msg_release(&theirs);
     }
-    return r ? r : read_manifest(p);
+    if (!r && !(r = read_listing(p)))
+        p->listed = true;
+    return r;
 }
 
 /* COMMIT what was sent since the last one and wait until it is durable. */
@@ -534,20 +554,145 @@ static int commit_batch(struct sender *p, bool want_root)
     p->nwanted = p->wanted_done = 0;
     p->acked = p->failed = false;
     r = serve_wants(p);
+    sent_groups_clear(&p->groups);
     if (!r && want_root)
         p->res->dest_root = p->ack.root;
     return r;
 }
 
-int sender_sync_all(struct sender *p)
+/* Ask for the entries of the directories at local positions pos[0..n)
+ * (SIZE_MAX: ROOT), MSG_LIST_MAX per round trip. */
+static int list_dirs(struct sender *p, const size_t *pos, size_t n)
+{
+    const char *dirs[MSG_LIST_MAX];
+    for (size_t i = 0; i < n; i += MSG_LIST_MAX) {
+        size_t k = n - i < MSG_LIST_MAX ? n - i : MSG_LIST_MAX;
+        for (size_t j = 0; j < k; j++)
+            dirs[j] = pos[i + j] == SIZE_MAX ? "" : manifest_entry(p->local, pos[i + j])->path;
+        struct msg m = {.type = MSG_LIST, .list = {.dirs = dirs, .n = k}};
+        int r = send_msg(p, &m);
+        if (!r)
+            r = wire_flush(p->w, p->err, p->errsize);
+        if (!r)
+            r = read_listing(p);
+        if (r)
+            return explain_failure(p, r);
+    }
+    p->sent = 0; /* a LIST is not part of a batch */
+    return 0;
+}
+
+/* Find where the trees differ, one directory level per round trip: the
+ * far side has listed ROOT; a directory both sides have whose subtree
+ * digests are equal is pruned (nothing below it is compared or sent), one
+ * whose digests differ is listed in the next round. */
+static int descend(struct sender *p)
+{
+    size_t n = manifest_count(p->local);
+    free(p->pruned);
+    p->pruned = calloc(n ? n : 1, sizeof(*p->pruned));
+    size_t *level = malloc(sizeof(*level)), nlevel = 1;
+    if (!p->pruned || !level) {
+        free(level);
+        return -ENOMEM;
+    }
+    level[0] = SIZE_MAX;
+    int r = 0;
+    while (!r && nlevel) {
+        size_t *next = NULL, nnext = 0, cap = 0;
+        for (size_t d = 0; !r && d < nlevel; d++) {
+            size_t lo = level[d] == SIZE_MAX ? 0 : level[d] + 1;
+            size_t hi = level[d] == SIZE_MAX ? n : manifest_end(p->local, level[d]);
+            for (size_t i = lo; !r && i < hi; i = manifest_end(p->local, i)) {
+                const struct msg_entry *e = manifest_entry(p->local, i);
+                struct remote *rm = e->type == S_IFDIR ? remote_map_get(&p->remote, e->path) : NULL;
+                if (!rm || rm->e.type != S_IFDIR)
+                    continue;
+                if (content_id_eq(&rm->e.id, &e->id)) {
+                    p->pruned[i] = true;
+                    continue;
+                }
+                if (manifest_end(p->local, i) == i + 1 && !p->opt->delete_extra)
+                    continue; /* empty here, extras kept: nothing to learn below */
+                if (nnext == cap) {
+                    cap = cap ? 2 * cap : 64;
+                    size_t *v = realloc(next, cap * sizeof(*v));
+                    if (!v) {
+                        r = -ENOMEM;
+                        break;
+                    }
+                    next = v;
+                }
+                next[nnext++] = i;
+            }
+        }
+        if (!r && nnext)
+            r = list_dirs(p, next, nnext);
+        free(level);
+        level = next;
+        nlevel = nnext;
+    }
+    free(level);
+    return r;
+}
+
+/* Every local entry in tree order; a pruned directory's subtree is skipped
+ * (its regular files are only recorded, so that a new hard link to one of
+ * them is still sent as a LINK). */
+static int plan_all(struct sender *p)
 {
     struct plan pl = {.p = p};
-    int r = index_foreach(p->ix, "", plan_row, &pl);
+    size_t n = manifest_count(p->local);
+    int r = 0;
+    for (size_t i = 0; !r && i < n;) {
+        const struct msg_entry *e = manifest_entry(p->local, i);
+        struct index_file f = {.path = (char *)e->path, .type = e->type, .mode = e->mode,
+                               .size = (int64_t)e->size, .mtime_ns = e->mtime_ns,
+                               .ino = manifest_ino(p->local, i), .id = e->id,
+                               .target = (char *)e->target};
+        r = plan_row(&f, &pl);
+        size_t end = manifest_end(p->local, i);
+        if (!p->pruned[i]) {
+            i++;
+            continue;
+        }
+        for (size_t j = i + 1; j < end; j++)
+            if (manifest_entry(p->local, j)->type == S_IFREG)
+                first_name(&pl, manifest_ino(p->local, j), manifest_entry(p->local, j)->path);
+        i = end;
+    }
     plan_free(&pl);
+    return r;
+}
+
+int sender_sync_all(struct sender *p)
+{
+    int r = 0;
+    if (!p->listed) {
+        /* A later pass of a session: SRC's index and DEST moved on. */
+        manifest_free(p->local);
+        p->local = NULL;
+        remote_map_free(&p->remote);
+        memset(&p->remote, 0, sizeof(p->remote));
+        if ((r = manifest_build(p->ix, 0777, &p->local)))
+            return snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r)), r;
+        size_t root = SIZE_MAX;
+        if ((r = list_dirs(p, &root, 1)))
+            return r;
+    }
+    p->listed = false;
+    if (p->elided)
+        return 0; /* the same manifest on both sides; dest_root came with it */
+    p->sent = 0;
+    r = descend(p);
+    if (!r)
+        r = plan_all(p);
     if (!r && p->opt->delete_extra)
         r = send_deletes(p);
     if (r || p->opt->dry_run)
         return r ? explain_failure(p, r) : 0;
+    if (p->sent == 0)
+        return 0; /* nothing differs: the root the far side listed is current */
     return commit_batch(p, true);
 }
 
@@ -570,7 +715,7 @@ int sender_sync_paths(struct sender *p, char *const *paths, size_t n)
 {
     /* The far side's manifest is stale after the first batch: every listed
      * path is sent as it is now; chunks it already has are not. */
-    remote_free(&p->remote);
+    remote_map_free(&p->remote);
     memset(&p->remote, 0, sizeof(p->remote));
     bool *gone = calloc(n ? n : 1, sizeof(*gone));
     if (!gone)
@@ -606,10 +751,16 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     *out = p;
     int r = dest_parse(opt->dest, &p->dest, err, errsize);
     if (!r)
-        r = open_source(p);
+        r = check_source(p);
+    /* The far side starts first: it brings its own index up to date while
+     * we index SRC. */
     if (!r)
         r = transport_start(&p->dest, opt->rsh, opt->wsync_path, NULL,
                             opt->far_stderr_set ? opt->far_stderr_fd : -1, &p->t, err, errsize);
+    if (!r && opt->on_child)
+        opt->on_child(p->t.pid, opt->on_child_arg);
+    if (!r)
+        r = open_source(p);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
     if (!r)
@@ -633,6 +784,8 @@ int sender_close(struct sender *p, int r)
         p->res->bytes_out = ws.bytes_out;
         p->res->bytes_in = ws.bytes_in;
     }
+    if (p->t.pid && p->opt->on_child)
+        p->opt->on_child(0, p->opt->on_child_arg);
     int status = p->t.pid ? transport_finish(&p->t, r ? 2000 : 30000) : 0;
     if (!r && status != 0) {
         snprintf(p->err, p->errsize, "the far side exited with status %d", status);
@@ -645,7 +798,10 @@ int sender_close(struct sender *p, int r)
     wire_free(p->w);
     indexer_free(p->in);
     index_close(p->ix);
-    remote_free(&p->remote);
+    manifest_free(p->local);
+    free(p->pruned);
+    sent_groups_clear(&p->groups);
+    remote_map_free(&p->remote);
     if (p->src_fd >= 0)
         close(p->src_fd);
     free(p->src);
@@ -655,6 +811,15 @@ int sender_close(struct sender *p, int r)
     pthread_cond_destroy(&p->cond);
     free(p);
     return r;
+}
+
+void sender_traffic(struct sender *p, uint64_t *out, uint64_t *in)
+{
+    struct wire_stats ws = {0};
+    if (p->w)
+        wire_get_stats(p->w, &ws);
+    *out = ws.bytes_out;
+    *in = ws.bytes_in;
 }
 
 int push_run(const struct push_options *opt, struct push_result *res, char *err,

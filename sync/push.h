@@ -8,8 +8,21 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "content_id.h"
+
+/* What a progress display gets (push_options.on_progress): counts so far. */
+struct push_progress {
+    const char *phase;       /* "indexing", "sending", "data", "done", "failed" */
+    bool done;               /* the last call of the session */
+    uint64_t files;          /* files sent (or that would be) so far */
+    uint64_t chunks_sent;    /* DATA frames sent */
+    uint64_t chunks_wanted;  /* chunks the far side asked for so far */
+    uint64_t data_bytes;     /* chunk bytes sent, before compression */
+    uint64_t bytes_out;      /* on the wire */
+    double seconds;          /* since the session started */
+};
 
 struct push_options {
     const char *src;        /* local directory */
@@ -19,10 +32,18 @@ struct push_options {
     bool dry_run;           /* say what would change; change nothing */
     bool delete_extra;      /* delete what DEST has and SRC does not */
     bool verify_only;       /* compare roots, send nothing */
-    bool progress;          /* a progress line on stderr */
+    bool progress;          /* a progress line on stderr, or on_progress */
+    /* When set (and progress is true), called instead of printing the
+     * built-in line: often (every sent chunk), from the sending thread. */
+    void (*on_progress)(const struct push_progress *pp, void *arg);
+    void *progress_arg;
     bool trust_index;       /* SRC's index is kept fresh by a running indexer: no scan */
     bool far_stderr_set;    /* the far side's stderr goes to far_stderr_fd, not ours */
     int far_stderr_fd;
+    /* Told the far side's (rsh child's) pid once it runs, and 0 before it
+     * is reaped: a mirror that must stop now kills it to end a stuck read. */
+    void (*on_child)(pid_t pid, void *arg);
+    void *on_child_arg;
 };
 
 struct push_result {
@@ -52,5 +73,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
 int sender_sync_all(struct sender *s);
 int sender_sync_paths(struct sender *s, char *const *paths, size_t n);
 int sender_close(struct sender *s, int r);
+
+/* Bytes on the wire so far in this session, both directions. */
+void sender_traffic(struct sender *s, uint64_t *out, uint64_t *in);
 
 #endif

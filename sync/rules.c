@@ -17,6 +17,7 @@
  */
 #include "rules.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -337,6 +338,43 @@ enum rule_class rules_classify_child(const struct rules *r, enum rule_class pare
     if (parent == RULE_IGNORE || section_excludes(&r->sec[SEC_IGNORE], relpath, len, base, is_dir))
         return RULE_IGNORE;
     return RULE_MIRROR;
+}
+
+bool rules_has_local(const struct rules *r)
+{
+    return r->sec[SEC_LOCAL].n > 0;
+}
+
+/* An anchored pattern with no inner '/' and no "**" can only match a
+ * top-level name; any other anchored pattern needs the whole path. */
+static bool anchored_deep(const struct pattern *pt)
+{
+    return !(pt->flags & PAT_NODIR) &&
+           (memchr(pt->pat, '/', pt->len) || strstr(pt->pat, "**"));
+}
+
+bool rules_local_needs_path(const struct rules *r)
+{
+    const struct section *s = &r->sec[SEC_LOCAL];
+    for (size_t i = 0; i < s->n; i++)
+        if (anchored_deep(&s->v[i]))
+            return true;
+    return false;
+}
+
+bool rules_local_name(const struct rules *r, const char *name, bool is_dir)
+{
+    const struct section *s = &r->sec[SEC_LOCAL];
+    size_t len = strlen(name);
+    for (size_t i = s->n; i-- > 0;) {
+        const struct pattern *pt = &s->v[i];
+        assert(!anchored_deep(pt));
+        if (!(pt->flags & PAT_NODIR) || ((pt->flags & PAT_MUSTBEDIR) && !is_dir))
+            continue; /* anchored at the root: cannot match below it */
+        if (pattern_matches(pt, name, len, 0))
+            return !(pt->flags & PAT_NEGATIVE);
+    }
+    return false;
 }
 
 const char *rule_class_name(enum rule_class c)

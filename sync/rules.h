@@ -70,6 +70,20 @@ enum rule_class rules_classify(const struct rules *r, const char *relpath, bool 
 enum rule_class rules_classify_child(const struct rules *r, enum rule_class parent,
                                      const char *relpath, bool is_dir);
 
+/* True if any [local] pattern exists. */
+bool rules_has_local(const struct rules *r);
+
+/* True if telling whether a child of a non-local directory below the root is
+ * local needs that directory's path: some [local] pattern is anchored with an
+ * inner '/' or a '**' (e.g. `doc/out/`).  When false, rules_local_name()
+ * decides from the name alone. */
+bool rules_local_needs_path(const struct rules *r);
+
+/* Is `name`, directly inside a non-local directory that is not the root,
+ * local?  Only valid when rules_local_needs_path(r) is false; no I/O, no
+ * allocation (the overlay calls it on every lookup). */
+bool rules_local_name(const struct rules *r, const char *name, bool is_dir);
+
 /* "mirror", "ignore" or "local". */
 const char *rule_class_name(enum rule_class c);
 

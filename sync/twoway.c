@@ -163,6 +163,8 @@ static int open_local(struct session *S)
         r = apply_open(S->src, S->ix, S->opt->dry_run, &S->ap, S->err, S->errsize);
     if (!r && (r = index_foreach(S->ix, "", local_row, &S->mine)))
         snprintf(S->err, S->errsize, "reading the index of %s: %s", S->src, strerror(-r));
+    if (!r)
+        qsort(S->mine.v, S->mine.n, sizeof(*S->mine.v), by_path);
     return r;
 }
 
@@ -170,6 +172,68 @@ static int far_error(struct session *S, const struct msg *m)
 {
     snprintf(S->err, S->errsize, "the far side failed: %s", m->error.message);
     return -(int)m->error.code;
+}
+
+/* MANIFEST frames until MANIFEST_END, into S->theirs. */
+static int read_listing(struct session *S)
+{
+    int r = 0;
+    for (bool end = false; !r && !end;) {
+        struct msg m;
+        if ((r = wire_recv(S->w, &m, S->err, S->errsize)))
+            break;
+        if (m.type == MSG_ERROR) {
+            r = far_error(S, &m);
+        } else if (m.type == MSG_MANIFEST) {
+            for (size_t i = 0; !r && i < m.manifest.n; i++) {
+                const struct msg_entry *e = &m.manifest.entries[i];
+                struct path_state st = {.type = e->type, .mode = e->mode & 0777, .id = e->id,
+                                        .target = e->target, .mtime_ns = e->mtime_ns};
+                if (e->type != S_IFREG)
+                    memset(&st.id, 0, sizeof(st.id)); /* a directory's id is its subtree's */
+                r = list_add(&S->theirs, e->path, &st);
+            }
+        } else if (m.type == MSG_MANIFEST_END) {
+            if (m.manifest_end.flags & MSG_MANIFEST_ELIDED)
+                r = (snprintf(S->err, S->errsize, "the far side left its manifest out"), -EPROTO);
+            end = true;
+        } else {
+            snprintf(S->err, S->errsize, "expected the far side's manifest, got %s",
+                     msg_type_name(m.type));
+            r = -EPROTO;
+        }
+        msg_release(&m);
+    }
+    return r;
+}
+
+/* The manifest lists one directory level at a time: LIST every directory
+ * until the whole tree is known (one request of <= MSG_LIST_MAX at a time,
+ * so neither side writes while the other does). */
+static int read_whole_tree(struct session *S)
+{
+    int r = read_listing(S);
+    for (size_t done = 0; !r && done < S->theirs.n;) {
+        const char *dirs[MSG_LIST_MAX];
+        size_t n = 0, upto = S->theirs.n;
+        while (done < upto && n < MSG_LIST_MAX) {
+            if (S->theirs.v[done].s.type == S_IFDIR)
+                dirs[n++] = S->theirs.v[done].path;
+            done++;
+        }
+        if (!n)
+            continue;
+        struct msg m = {.type = MSG_LIST, .list = {.dirs = dirs, .n = n}};
+        r = wire_send(S->w, &m, S->err, S->errsize);
+        if (!r)
+            r = wire_flush(S->w, S->err, S->errsize);
+        if (!r)
+            r = read_listing(S); /* may move S->theirs.v: dirs[] is not used after */
+    }
+    /* Tree order on the wire; strcmp order for the merge. */
+    if (!r)
+        qsort(S->theirs.v, S->theirs.n, sizeof(*S->theirs.v), by_path);
+    return r;
 }
 
 /* HELLO, the manifest, PEER both ways. */
@@ -181,35 +245,16 @@ static int handshake(struct session *S)
     int r = wire_send(S->w, &hello, S->err, S->errsize);
     if (!r)
         r = wire_flush(S->w, S->err, S->errsize);
-    bool end = false, hello_seen = false;
-    while (!r && !end) {
-        struct msg m;
-        if ((r = wire_recv(S->w, &m, S->err, S->errsize)))
-            break;
-        if (m.type == MSG_ERROR) {
-            r = far_error(S, &m);
-        } else if (m.type == MSG_HELLO && !hello_seen) {
-            hello_seen = true;
-            if (m.hello.role != MSG_ROLE_RECEIVER)
-                r = (snprintf(S->err, S->errsize, "the far side is not a receiver"), -EPROTO);
-        } else if (m.type == MSG_MANIFEST && hello_seen) {
-            for (size_t i = 0; !r && i < m.manifest.n; i++) {
-                const struct msg_entry *e = &m.manifest.entries[i];
-                struct path_state s = {.type = e->type, .mode = e->mode & 0777, .id = e->id,
-                                       .target = e->target, .mtime_ns = e->mtime_ns};
-                r = list_add(&S->theirs, e->path, &s);
-            }
-        } else if (m.type == MSG_MANIFEST_END && hello_seen) {
-            if (m.manifest_end.flags & MSG_MANIFEST_ELIDED)
-                r = (snprintf(S->err, S->errsize, "the far side left its manifest out"), -EPROTO);
-            end = true;
-        } else {
-            snprintf(S->err, S->errsize, "expected the far side's manifest, got %s",
-                     msg_type_name(m.type));
-            r = -EPROTO;
-        }
-        msg_release(&m);
+    struct msg h;
+    if (!r && !(r = wire_recv(S->w, &h, S->err, S->errsize))) {
+        if (h.type == MSG_ERROR)
+            r = far_error(S, &h);
+        else if (h.type != MSG_HELLO || h.hello.role != MSG_ROLE_RECEIVER)
+            r = (snprintf(S->err, S->errsize, "the far side is not a receiver"), -EPROTO);
+        msg_release(&h);
     }
+    if (!r)
+        r = read_whole_tree(S);
     struct msg peer = {.type = MSG_PEER, .peer = {.tree_id = S->my_id, .host = S->my_host}};
     if (!r)
         r = wire_send(S->w, &peer, S->err, S->errsize);
@@ -345,7 +390,7 @@ static int copy_local_losers(struct session *S)
         const struct path_state *l = &it->local;
         any = true;
         if (l->type == S_IFLNK) {
-            r = apply_symlink(S->ap, S->copy[i], l->target);
+            r = apply_symlink(S->ap, S->copy[i], l->target, l->mtime_ns);
         } else {
             struct chunk *chunks = NULL;
             size_t nchunks = 0;

@@ -290,9 +290,11 @@ static int read_frame(struct wire *w, uint8_t *type, const uint8_t **payload, si
 
 int wire_recv(struct wire *w, struct msg *m, char *err, size_t errsize)
 {
-    uint8_t type;
-    const uint8_t *payload;
-    size_t len;
+    /* Set by read_frame on success; initialized for gcc -O3, which cannot
+     * see that (a release build with -Werror failed on it). */
+    uint8_t type = 0;
+    const uint8_t *payload = NULL;
+    size_t len = 0;
     memset(m, 0, sizeof(*m));
     if (w->in_failed)
         return fail(err, errsize, w->in_failed, "the stream from the peer already failed");

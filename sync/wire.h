@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_PROTOCOL_VERSION 2
 
 /* Limits: part of the protocol (a change is a new protocol version). */
 #define WIRE_MAX_FRAME        (8u << 20) /* length field: type + payload */

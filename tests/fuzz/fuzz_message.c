@@ -56,12 +56,21 @@ static void write_seeds(const char *dir)
         memset(ids[i].b, 0x11 * (i + 1), CONTENT_ID_SIZE);
     struct chunk chunks[2] = {{.len = CHUNKER_MIN_SIZE, .id = ids[0]}, {.len = 7, .id = ids[1]}};
     struct msg_entry ents[] = {
-        {.path = "d", .type = S_IFDIR, .mode = 0755, .mtime_ns = 1},
+        {.path = "d", .type = S_IFDIR, .mode = 0755, .mtime_ns = 1, .id = ids[0]},
         {.path = "d/file", .type = S_IFREG, .mode = 0644, .size = 9, .id = ids[2]},
         {.path = "d/link", .type = S_IFLNK, .mode = 0777, .target = "file"},
     };
     struct msg_pull_entry pulls[] = {{.from = "d/file", .as = "d/file"},
                                      {.from = "e/t", .as = "e/t.conflict-b-20240101-000000"}};
+    const char *list_dirs[] = {"", "d", "d/sub"};
+    struct chunk gchunks[4] = {{.len = CHUNKER_MIN_SIZE, .id = ids[0]},
+                               {.len = CHUNKER_MIN_SIZE, .id = ids[1]},
+                               {.len = CHUNKER_MIN_SIZE, .id = ids[2]},
+                               {.len = 7, .id = ids[0]}};
+    struct chunk_group groups[2] = {{.count = 2, .bytes = 2 * CHUNKER_MIN_SIZE},
+                                    {.count = 2, .bytes = CHUNKER_MIN_SIZE + 7}};
+    chunk_group_id(gchunks, 2, &groups[0].id);
+    chunk_group_id(gchunks + 2, 2, &groups[1].id);
     struct content_id text_id;
     content_id_of_chunk(text, sizeof(text), &text_id);
     struct msg ms[] = {
@@ -88,6 +97,15 @@ static void write_seeds(const char *dir)
         {.type = MSG_WANT, .want = {.ids = ids, .n = 3}},
         {.type = MSG_DATA, .data = {.id = text_id, .bytes = text, .len = sizeof(text)}},
         {.type = MSG_DELETE, .del = {.path = "gone"}},
+        {.type = MSG_LIST, .list = {.dirs = list_dirs, .n = 3}},
+        {.type = MSG_UPDATE,
+         .update = {.path = "e/g",
+                    .type = S_IFREG,
+                    .mode = 0644,
+                    .size = 3 * CHUNKER_MIN_SIZE + 7,
+                    .groups = groups,
+                    .ngroups = 2}},
+        {.type = MSG_GROUP, .group = {.id = groups[0].id, .chunks = gchunks, .n = 2}},
         {.type = MSG_RENAME, .rename = {.from = "a/b", .to = "c"}},
         {.type = MSG_LINK, .link = {.path = "h", .existing = "e/t"}},
         {.type = MSG_COMMIT, .commit = {.seq = 1, .flags = MSG_COMMIT_WANT_ROOT}},

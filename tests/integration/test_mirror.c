@@ -16,11 +16,12 @@
 
 #define BOUND_MS 10000
 
-static struct wmount m;     /* host A: src/ mounted at mnt/ */
+static struct wmount m;         /* host A: src/ mounted at mnt/ */
 static char dst[PATH_MAX + 16]; /* the replica */
 static char pm[PATH_MAX], pd[PATH_MAX + 64];
-#define MNT(rel) (wm_path(pm, sizeof(pm), m.mnt, rel), pm)
-#define DST(rel) (snprintf(pd, sizeof(pd), "%s/%s", dst, rel), pd)
+#define MNT(rel)         (wm_path(pm, sizeof(pm), m.mnt, rel), pm)
+#define DST(rel)         (snprintf(pd, sizeof(pd), "%s/%s", dst, rel), pd)
+#define DST_OF(dir, rel) (snprintf(pd, sizeof(pd), "%s/%s", dir, rel), pd)
 
 static void setup(void)
 {
@@ -124,6 +125,184 @@ START_TEST(mirror_into_a_network_namespace_with_its_own_mount)
 }
 END_TEST
 
+/* Run `wsync ARGS` in dir; its exit status, stdout+stderr in *out. */
+static int wsync_in(const char *dir, char **out, const char *args)
+{
+    int st;
+    *out = wm_sh_out(&st, "cd '%s' && '%s' %s 2>&1", dir, wm_bin(), args);
+    return st;
+}
+
+static char *status_json(void)
+{
+    return wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
+}
+
+/* This remote's object inside status --json (malloc'ed), or NULL. */
+static char *remote_in_status(const char *name)
+{
+    char *all = status_json(), key[64];
+    snprintf(key, sizeof(key), "{\"name\":\"%s\"", name);
+    char *at = strstr(all, key);
+    char *one = at ? strndup(at, strcspn(at, "}") + 1) : NULL;
+    free(all);
+    return one;
+}
+
+START_TEST(remote_add_ls_rm_picked_up_by_a_running_mount)
+{
+    char d1[PATH_MAX + 16], d2[PATH_MAX + 16], args[PATH_MAX * 3], *out;
+    snprintf(d1, sizeof(d1), "%s/r1", m.root);
+    snprintf(d2, sizeof(d2), "%s/r2", m.root);
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    m.mounted = true;
+    wm_write(MNT("before"), "made before any remote");
+    /* From inside the mount, by its path: the running mount starts it. */
+    snprintf(args, sizeof(args), "remote add r1 '%s'", d1);
+    ck_assert_int_eq(wsync_in(m.mnt, &out, args), 0);
+    ck_assert_msg(strstr(out, "running mount: started r1"), "%s", out);
+    free(out);
+    ck_assert_msg(wm_poll_content(DST_OF(d1, "before"), "made before any remote", BOUND_MS),
+                  "r1 was not caught up");
+    /* From anywhere with -C, here SRC. */
+    snprintf(args, sizeof(args), "remote add -C '%s' r2 '%s'", m.src, d2);
+    ck_assert_int_eq(wsync_in("/", &out, args), 0);
+    free(out);
+    ck_assert(wm_poll_content(DST_OF(d2, "before"), "made before any remote", BOUND_MS));
+    snprintf(args, sizeof(args), "remote ls --json -C '%s'", m.mnt);
+    ck_assert_int_eq(wsync_in("/", &out, args), 0);
+    ck_assert_msg(strstr(out, "\"name\":\"r1\"") && strstr(out, "\"name\":\"r2\"") &&
+                      strstr(out, "\"mode\":\"replica\""),
+                  "%s", out);
+    free(out);
+    /* A duplicate name is refused and changes nothing. */
+    snprintf(args, sizeof(args), "remote add r1 /elsewhere");
+    ck_assert_int_eq(wsync_in(m.src, &out, args), 1);
+    ck_assert_msg(strstr(out, "already exists"), "%s", out);
+    free(out);
+    /* Removing r1 stops its worker only: r2 keeps its session. */
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote rm r1"), 0);
+    ck_assert_msg(strstr(out, "running mount: stopped r1"), "%s", out);
+    free(out);
+    wm_write(MNT("after"), "made after r1 left");
+    ck_assert(wm_poll_content(DST_OF(d2, "after"), "made after r1 left", BOUND_MS));
+    ck_assert_int_eq(access(DST_OF(d1, "after"), F_OK), -1);
+    char *r1 = remote_in_status("r1"), *r2 = remote_in_status("r2");
+    ck_assert_msg(!r1, "r1 is still in status: %s", r1);
+    ck_assert_msg(r2 && wm_json_num(r2, "sessions") == 1 && strstr(r2, "\"origin\":\"config\""),
+                  "r2 was disturbed: %s", r2 ? r2 : "(gone)");
+    free(r2);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote rm r1"), 1);
+    ck_assert_msg(strstr(out, "no remote named 'r1'"), "%s", out);
+    free(out);
+    /* The config survives an unmount: the next mount starts r2 again. */
+    ck_assert_int_eq(wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt), 0);
+    wm_write(DST_OF(m.src, "while-unmounted"), "x");
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    ck_assert(wm_poll_content(DST_OF(d2, "while-unmounted"), "x", BOUND_MS));
+}
+END_TEST
+
+START_TEST(bad_config_names_file_and_line_and_modes_are_reserved)
+{
+    char cfg[PATH_MAX + 32], *out;
+    snprintf(cfg, sizeof(cfg), "%s/.wsync", m.src);
+    ck_assert_int_eq(mkdir(cfg, 0700), 0);
+    strcat(cfg, "/config");
+    wm_write(cfg, "[remote a]\ndest = /x\nspeed = fast\n");
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote ls"), 1);
+    ck_assert_msg(strstr(out, "/.wsync/config:3: unknown key 'speed'"), "%s", out);
+    free(out);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote add b /y"), 1); /* not overwritten */
+    ck_assert_msg(strstr(out, "config:3:"), "%s", out);
+    free(out);
+    int st;
+    out = wm_sh_out(&st, "'%s' mount '%s' '%s' 2>&1", wm_bin(), m.src, m.mnt);
+    ck_assert_msg(st == 1 && strstr(out, "/.wsync/config:3: unknown key"), "mount: %s", out);
+    free(out);
+    wm_write(cfg, "[remote a]\ndest = /x\nmode = mirror\n");
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote ls"), 1);
+    ck_assert_msg(strstr(out, "config:3: unknown mode 'mirror'"), "%s", out);
+    free(out);
+    /* A reserved mode parses and shows, and is not started. */
+    char later[PATH_MAX + 32];
+    snprintf(later, sizeof(later), "%s/later", m.root);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "# hand-written\n[remote later]\ndest = %s\nmode = two-way\n", later);
+    fclose(f);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote ls"), 0);
+    ck_assert_msg(strstr(out, "later") && strstr(out, "two-way"), "%s", out);
+    free(out);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote add --mode safe s /z"), 1);
+    ck_assert_msg(strstr(out, "not implemented yet"), "%s", out);
+    free(out);
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    m.mounted = true;
+    char *r = remote_in_status("later");
+    ck_assert_msg(r && strstr(r, "\"running\":false") && strstr(r, "not implemented"), "%s",
+                  r ? r : "(missing)");
+    free(r);
+    wm_write(MNT("file"), "1");
+    /* A hand edit gone wrong: reload refuses it and the running set stays. */
+    wm_write(cfg, "[remote later]\ndest = /x\nbogus\n");
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote reload"), 1);
+    ck_assert_msg(strstr(out, "config:3: expected 'key = value'") &&
+                      strstr(out, "running remotes are unchanged"),
+                  "%s", out);
+    free(out);
+    r = remote_in_status("later");
+    ck_assert_msg(r != NULL, "a bad reload dropped the remote");
+    free(r);
+    /* A good hand edit: reload replaces the changed remote. */
+    f = fopen(cfg, "w");
+    fprintf(f, "[remote later]\ndest = %s\n", later);
+    fclose(f);
+    ck_assert_int_eq(wsync_in(m.src, &out, "remote reload"), 0);
+    ck_assert_msg(strstr(out, "stopped later") && strstr(out, "started later"), "%s", out);
+    free(out);
+    ck_assert(wm_poll_content(DST_OF(later, "file"), "1", BOUND_MS));
+    ck_assert_int_eq(wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt), 0);
+    m.mounted = false;
+}
+END_TEST
+
+static bool dead_has_error(void *arg)
+{
+    char *r = remote_in_status("dead");
+    bool ok = r && strstr(r, "\"connected\":false") && !strstr(r, "\"last_error\":\"\"") &&
+              wm_json_num(r, "retry_ms") > 0;
+    free(r);
+    return ok;
+}
+
+START_TEST(unmount_names_what_it_could_not_flush)
+{
+    char good[PATH_MAX + 16], args[PATH_MAX * 3], *out;
+    snprintf(good, sizeof(good), "%s/good", m.root);
+    /* `false` as the rsh: the far side never starts. */
+    snprintf(args, sizeof(args), "remote add -C '%s' --rsh false dead host:/nowhere", m.src);
+    ck_assert_int_eq(wsync_in("/", &out, args), 0);
+    free(out);
+    snprintf(args, sizeof(args), "remote add -C '%s' good '%s'", m.src, good);
+    ck_assert_int_eq(wsync_in("/", &out, args), 0);
+    free(out);
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    m.mounted = true;
+    ck_assert_msg(wm_poll(dead_has_error, NULL, BOUND_MS), "status never showed the failure");
+    wm_write(MNT("last"), "L");
+    int st;
+    out = wm_sh_out(&st, "'%s' unmount --flush-timeout 1 '%s' 2>&1", wm_bin(), m.mnt);
+    m.mounted = st != 0;
+    ck_assert_msg(st == 0, "unmount: %s", out);
+    ck_assert_msg(strstr(out, "not flushed to remote dead host:/nowhere"), "%s", out);
+    ck_assert_msg(!strstr(out, "remote good"), "%s", out);
+    free(out);
+    char *got = wm_read(DST_OF(good, "last"), NULL);
+    ck_assert_msg(got && strcmp(got, "L") == 0, "the reachable remote was not flushed");
+    free(got);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mirror");
@@ -133,6 +312,9 @@ int main(void)
     tcase_add_test(tc, edits_through_the_mount_reach_the_replica);
     tcase_add_test(tc, killed_remote_is_caught_up_and_unmount_flushes);
     tcase_add_test(tc, mirror_into_a_network_namespace_with_its_own_mount);
+    tcase_add_test(tc, remote_add_ls_rm_picked_up_by_a_running_mount);
+    tcase_add_test(tc, bad_config_names_file_and_line_and_modes_are_reserved);
+    tcase_add_test(tc, unmount_names_what_it_could_not_flush);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

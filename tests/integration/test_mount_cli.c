@@ -381,7 +381,8 @@ END_TEST
 
 START_TEST(every_command_has_help)
 {
-    const char *cmds[] = {"mount", "unmount", "status", "log", "index", "push", "verify", "serve"};
+    const char *cmds[] = {"mount", "unmount", "status", "log",   "index",
+                          "push",  "verify",  "serve",  "remote"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         char *out;
         int st = wsync_err(&out, "%s --help", cmds[i]);

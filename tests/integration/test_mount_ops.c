@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -308,6 +309,139 @@ START_TEST(symlinks)
 }
 END_TEST
 
+/* Run fn(path) in a child as uid/gid 65534 with no groups; its exit status. */
+static int as_nobody(int (*fn)(const char *), const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+            setresuid(65534, 65534, 65534))
+            _exit(90);
+        _exit(fn(path));
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
+}
+
+static int append_byte(const char *p)
+{
+    int fd = open(p, O_WRONLY | O_APPEND);
+    if (fd < 0)
+        return 1;
+    int r = write(fd, "y", 1) == 1 ? 0 : 2;
+    close(fd);
+    return r;
+}
+
+static int truncate_to_one(const char *p)
+{
+    return truncate(p, 1) == 0 ? 0 : 1;
+}
+
+static int open_truncating(const char *p)
+{
+    int fd = open(p, O_WRONLY | O_TRUNC);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    return 0;
+}
+
+/* A write, truncate or O_TRUNC open by a user without CAP_FSETID clears
+ * suid/sgid exactly as on a native filesystem, a root write keeps them, and
+ * any write drops file capabilities; the mount's cached view and SRC agree.
+ * (The daemon does this itself: it negotiates FUSE_HANDLE_KILLPRIV_V2.) */
+START_TEST(privileges_cleared_as_on_native)
+{
+    char native[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
+    wm_path(native, sizeof(native), m.root, "native");
+    ck_assert_int_eq(mkdir(native, 0777), 0);
+    ck_assert_int_eq(chmod(native, 0777), 0);
+    ck_assert_int_eq(chmod(m.root, 0755), 0);
+    ck_assert_int_eq(chmod(m.mnt, 0777), 0);
+    static const struct {
+        const char *name;
+        mode_t mode;
+        int (*fn)(const char *);
+        bool as_root;
+    } cases[] = {
+        {"append-suid", 06777, append_byte, false},
+        {"append-sgid-no-group-exec", 02767, append_byte, false},
+        {"truncate-suid", 06777, truncate_to_one, false},
+        {"open-trunc-suid", 06777, open_truncating, false},
+        {"append-as-root", 06777, append_byte, true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mode_t got[2];
+        const char *dirs[2] = {native, m.mnt};
+        for (int d = 0; d < 2; d++) {
+            wm_path(p, sizeof(p), dirs[d], cases[i].name);
+            wm_write(p, "x");
+            ck_assert_int_eq(chmod(p, cases[i].mode), 0);
+            int rc = cases[i].as_root ? cases[i].fn(p) : as_nobody(cases[i].fn, p);
+            ck_assert_msg(rc == 0, "%s in %s: child exit %d", cases[i].name, dirs[d], rc);
+            struct stat st;
+            ck_assert_int_eq(stat(p, &st), 0);
+            got[d] = st.st_mode & 07777;
+        }
+        ck_assert_msg(got[0] == got[1], "%s: native mode %o, mount mode %o", cases[i].name,
+                      got[0], got[1]);
+        struct stat st;
+        ck_assert_int_eq(stat(SRC(cases[i].name), &st), 0);
+        ck_assert_msg((st.st_mode & 07777) == got[1], "%s: SRC mode %o, mount shows %o",
+                      cases[i].name, st.st_mode & 07777, got[1]);
+    }
+
+    /* File capabilities go with any write, root's included. */
+    const unsigned char caps[20] = {0x01, 0, 0, 0x02, 0, 0x20}; /* rev 2, effective, CAP_NET_RAW */
+    wm_path(p, sizeof(p), native, "capped");
+    wm_path(q, sizeof(q), m.mnt, "capped");
+    const char *paths[2] = {p, q};
+    for (int d = 0; d < 2; d++) {
+        wm_write(paths[d], "x");
+        ck_assert_msg(setxattr(paths[d], "security.capability", caps, sizeof(caps), 0) == 0,
+                      "setcap %s: %s", paths[d], strerror(errno));
+        ck_assert_int_eq(append_byte(paths[d]), 0);
+        ck_assert_msg(getxattr(paths[d], "security.capability", NULL, 0) < 0 && errno == ENODATA,
+                      "%s kept its capabilities after a write", paths[d]);
+    }
+    ck_assert(getxattr(SRC("capped"), "security.capability", NULL, 0) < 0 && errno == ENODATA);
+}
+END_TEST
+
+/* A listing longer than one READDIR reply resumes at the right place: every
+ * name exactly once, made both through the mount and directly in SRC. */
+START_TEST(big_directory_listed_once)
+{
+    enum { N = 3000 };
+    ck_assert_int_eq(mkdir(MNT("big"), 0755), 0);
+    char name[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "big/%s-entry-with-a-longish-name-%05d", i % 2 ? "m" : "s", i);
+        wm_write(i % 2 ? MNT(name) : SRC(name), "");
+    }
+    for (int round = 0; round < 2; round++) { /* cold, then from the kernel's cache */
+        static unsigned char seen[N];
+        memset(seen, 0, sizeof(seen));
+        DIR *d = opendir(MNT("big"));
+        ck_assert_ptr_nonnull(d);
+        int count = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            int i = atoi(strrchr(de->d_name, '-') + 1);
+            ck_assert_msg(i >= 0 && i < N && !seen[i], "%s listed twice or unknown", de->d_name);
+            seen[i] = 1;
+            count++;
+        }
+        closedir(d);
+        ck_assert_int_eq(count, N);
+    }
+}
+END_TEST
+
 START_TEST(mknod_fifo)
 {
     ck_assert_int_eq(mkfifo(MNT("fifo"), 0644), 0);
@@ -511,6 +645,8 @@ int main(void)
     tcase_add_test(tc, rename_plain_noreplace_exchange);
     tcase_add_test(tc, hard_links_keep_nlink_exact);
     tcase_add_test(tc, symlinks);
+    tcase_add_test(tc, privileges_cleared_as_on_native);
+    tcase_add_test(tc, big_directory_listed_once);
     tcase_add_test(tc, mknod_fifo);
     tcase_add_test(tc, xattrs);
     tcase_add_test(tc, fallocate_copy_range_seek_data);

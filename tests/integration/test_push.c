@@ -4,6 +4,9 @@
  * --rsh, and a real sshd on loopback.  Every scenario ends with verify
  * equal, and the delta scenarios bound the bytes that crossed.
  */
+#include "sync/index.h"
+#include "sync/indexer.h"
+#include "sync/push.h"
 #include "tests/lib/harness.h"
 
 #include <check.h>
@@ -125,6 +128,9 @@ START_TEST(small_edits_send_one_chunk)
     char *out = push("", 0);
     ck_assert_int_le(wm_json_num(out, "chunks_sent"), 2);
     ck_assert_int_le(wm_json_num(out, "bytes_out"), 600 * 1024);
+    /* The ~290-chunk list travels as ~10 group ids and the one group that
+     * changed (~2 KiB), not as 290 x 20 bytes (~6 KiB). */
+    ck_assert_int_le(wm_json_num(out, "bytes_out") - wm_json_num(out, "data_bytes"), 3 * 1024);
     free(out);
     assert_verified();
     /* 100 bytes inserted at the start shift everything: still a chunk or two. */
@@ -139,6 +145,7 @@ START_TEST(small_edits_send_one_chunk)
     free(old);
     out = push("", 0);
     ck_assert_int_le(wm_json_num(out, "chunks_sent"), 2);
+    ck_assert_int_le(wm_json_num(out, "bytes_out") - wm_json_num(out, "data_bytes"), 4 * 1024);
     free(out);
     assert_verified();
 }
@@ -264,6 +271,234 @@ START_TEST(hard_links_stay_links)
     ck_assert_int_eq(stat(DST("twin"), &c), 0);
     ck_assert_int_eq(a.st_nlink, 3);
     ck_assert(a.st_ino == b.st_ino && a.st_ino == c.st_ino);
+    assert_verified();
+}
+END_TEST
+
+static void set_mtime(const char *path, time_t sec);
+static void assert_same_mtime(const char *rel);
+
+/* The far side lists only the directories whose subtree digests differ
+ * from SRC's, level by level: what crosses grows with the change, not with
+ * the tree. */
+START_TEST(unchanged_subtrees_are_not_listed)
+{
+    for (int d = 0; d < 40; d++) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), "pkg%02d", d);
+        ck_assert_int_eq(mkdir(SRC(rel), 0755), 0);
+        snprintf(rel, sizeof(rel), "pkg%02d/sub", d);
+        ck_assert_int_eq(mkdir(SRC(rel), 0755), 0);
+        for (int f = 0; f < 25; f++) {
+            snprintf(rel, sizeof(rel), "pkg%02d/sub/file-with-a-longish-name-%02d.c", d, f);
+            wm_write(SRC(rel), rel);
+        }
+    }
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1000);
+    free(out);
+    /* No change: the digests match, nothing is listed. */
+    out = push("", 0);
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 256);
+    ck_assert_int_lt(wm_json_num(out, "bytes_out"), 256);
+    free(out);
+    /* One file changed three levels down; one deleted elsewhere. */
+    wm_write(SRC("pkg17/sub/file-with-a-longish-name-03.c"), "changed");
+    set_mtime(SRC("pkg17/sub"), 1500000000);
+    ck_assert_int_eq(unlink(SRC("pkg30/sub/file-with-a-longish-name-09.c")), 0);
+    out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "deleted"), 1);
+    /* ROOT's 40 entries, then pkg17 and pkg30, then their sub/ (25 entries
+     * each): ~4 KiB, where the whole manifest is ~50 KiB. */
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 6 * 1024);
+    free(out);
+    assert_verified();
+    assert_same_mtime("pkg17/sub");
+    assert_same_mtime("pkg30/sub");
+    out = push("", 0);
+    ck_assert_int_lt(wm_json_num(out, "bytes_in"), 256); /* identical again */
+    free(out);
+}
+END_TEST
+
+static void set_mtime(const char *path, time_t sec)
+{
+    struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = sec, .tv_nsec = 123456789}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* DEST's mtime of rel equals SRC's, to the nanosecond, without following links. */
+static void assert_same_mtime(const char *rel)
+{
+    struct stat a, b;
+    ck_assert_int_eq(lstat(SRC(rel), &a), 0);
+    ck_assert_msg(lstat(DST(rel), &b) == 0, "%s missing in DEST", rel);
+    ck_assert_msg(a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec,
+                  "mtime of %s: SRC %lld.%09ld, DEST %lld.%09ld", rel, (long long)a.st_mtim.tv_sec,
+                  a.st_mtim.tv_nsec, (long long)b.st_mtim.tv_sec, b.st_mtim.tv_nsec);
+}
+
+START_TEST(directory_and_symlink_mtimes_are_kept)
+{
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    ck_assert_int_eq(mkdir(SRC("d/sub"), 0700), 0);
+    wm_write(SRC("d/sub/f"), "one");
+    write_random(SRC("d/big"), 300000, 11);
+    ck_assert_int_eq(symlink("sub/f", SRC("d/link")), 0);
+    set_mtime(SRC("d/link"), 1400000000);
+    set_mtime(SRC("d/sub"), 1400000001);
+    set_mtime(SRC("d"), 1400000002);
+    free(push("", 0));
+    const char *all[] = {"d", "d/sub", "d/link", "d/sub/f", "d/big"};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        assert_same_mtime(all[i]);
+    /* Content replaced in place: the file is renamed into d/ on the far
+     * side, yet d/ keeps the mtime SRC's d/ still has. */
+    int fd = open(SRC("d/big"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "!", 1, 1000), 1);
+    close(fd);
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    free(out);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        assert_same_mtime(all[i]);
+    /* A new entry moves SRC's d/ mtime: that travels too. */
+    wm_write(SRC("d/new"), "new");
+    ck_assert_int_eq(unlink(SRC("d/sub/f")), 0);
+    free(push("", 0));
+    assert_same_mtime("d");
+    assert_same_mtime("d/sub");
+    assert_same_mtime("d/new");
+    /* Only a directory's mtime changed: it is sent alone, no data. */
+    set_mtime(SRC("d/sub"), 1300000000);
+    out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "dirs"), 1);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    free(out);
+    assert_same_mtime("d/sub");
+    assert_verified();
+}
+END_TEST
+
+/* The commit's durability order, seen by strace on the far side: staged
+ * bytes are synced before the first rename into place, and the renames
+ * are synced before the ACK goes out: one syncfs each, not an fsync per
+ * file and directory. */
+START_TEST(commit_syncs_before_renames_and_before_ack)
+{
+    ck_assert_int_eq(mkdir(SRC("a"), 0755), 0);
+    ck_assert_int_eq(mkdir(SRC("b"), 0755), 0);
+    for (int i = 0; i < 20; i++) {
+        char rel[32];
+        snprintf(rel, sizeof(rel), "%s/f%02d", i % 2 ? "a" : "b", i);
+        write_random(SRC(rel), 5000 + (size_t)i * 1000, 200 + (unsigned)i);
+    }
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof(log), "%s/strace.log", m.root);
+    char opts[PATH_MAX + 128];
+    snprintf(opts, sizeof(opts),
+             "--rsh 'strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,renameat,renameat2,write'",
+             log);
+    free(push(opts, 0));
+    assert_verified();
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int n = 0, first_rename = -1, last_rename = -1, renames = 0, syncfs_before = 0,
+        syncfs_after = 0, ack_write = -1, file_fsyncs = 0;
+    int syncfs_at[16], nsync = 0;
+    while (fgets(line, sizeof(line), f)) {
+        n++;
+        if (strstr(line, "syncfs(") && nsync < 16)
+            syncfs_at[nsync++] = n;
+        if (strstr(line, "rename") && strstr(line, ".part")) {
+            renames++;
+            if (first_rename < 0)
+                first_rename = n;
+            last_rename = n;
+        }
+        if (strstr(line, "fsync(") && !strstr(line, "index.db"))
+            file_fsyncs++; /* not sqlite's own (-y names each fd's file) */
+        if (last_rename > 0 && ack_write < 0 && strstr(line, "write(1"))
+            ack_write = n;
+    }
+    fclose(f);
+    ck_assert_int_eq(renames, 20);
+    for (int i = 0; i < nsync; i++) {
+        syncfs_before += syncfs_at[i] < first_rename;
+        syncfs_after += syncfs_at[i] > last_rename && syncfs_at[i] < ack_write;
+    }
+    ck_assert_msg(syncfs_before == 1 && syncfs_after == 1,
+                  "syncfs: %d before the renames, %d between them and the ACK (%d in all)",
+                  syncfs_before, syncfs_after, nsync);
+    ck_assert_msg(file_fsyncs == 0, "%d fsyncs of files or directories: syncfs replaces them",
+                  file_fsyncs);
+}
+END_TEST
+
+/* A session that lives on (as a mirror's does) and syncs all twice: the
+ * second pass lists ROOT afresh, after its own commits. */
+START_TEST(one_session_syncs_all_twice)
+{
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    wm_write(SRC("d/a"), "a");
+    wm_write(SRC("d/b"), "b");
+    write_random(SRC("big"), 3 << 20, 21);
+    struct push_options opt = {
+        .src = m.src, .dest = m.mnt, .wsync_path = wm_bin(), .delete_extra = true};
+    struct push_result res;
+    struct sender *s = NULL;
+    char err[1024];
+    int r = sender_open(&opt, &res, &s, err, sizeof(err));
+    ck_assert_msg(r == 0, "open: %s", err);
+    ck_assert_msg((r = sender_sync_all(s)) == 0, "sync 1: %s", err);
+    uint64_t first = res.chunks_sent;
+    wm_write(SRC("d/a"), "changed");
+    ck_assert_int_eq(unlink(SRC("d/b")), 0);
+    wm_write(SRC("d/c"), "new");
+    int fd = open(SRC("big"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "!", 1, 1 << 20), 1);
+    close(fd);
+    char state[PATH_MAX + 16];
+    snprintf(state, sizeof(state), "%s/.wsync", m.src);
+    struct index *ix;
+    struct indexer *in;
+    ck_assert_int_eq(index_open(-1, state, false, &ix, err, sizeof(err)), 0);
+    ck_assert_int_eq(indexer_new(m.src, ix, &in, err, sizeof(err)), 0);
+    ck_assert_int_eq(indexer_scan(in, NULL), 0);
+    indexer_free(in);
+    index_close(ix);
+    ck_assert_msg((r = sender_sync_all(s)) == 0, "sync 2: %s", err);
+    ck_assert_uint_eq(res.chunks_sent - first, 1); /* the changed chunk; the rest is inline */
+    ck_assert_msg(sender_close(s, r) == 0, "close: %s", err);
+    assert_verified();
+}
+END_TEST
+
+/* A touch sets the far side's mtime in place (same inode, nothing
+ * copied); a far file that changed under its index is rebuilt instead. */
+START_TEST(a_touch_is_applied_in_place)
+{
+    write_random(SRC("t"), 200000, 31);
+    free(push("", 0));
+    struct stat before, after;
+    ck_assert_int_eq(stat(DST("t"), &before), 0);
+    set_mtime(SRC("t"), 1600000000);
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_eq(wm_json_num(out, "chunks_sent"), 0);
+    free(out);
+    ck_assert_int_eq(stat(DST("t"), &after), 0);
+    ck_assert_uint_eq(after.st_ino, before.st_ino);
+    assert_same_mtime("t");
+    /* Now the far copy is changed behind wsync's back, same size. */
+    int fd = open(DST("t"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "XXXX", 4, 100), 4);
+    close(fd);
+    set_mtime(SRC("t"), 1600000001);
+    free(push("", 0));
+    assert_same_mtime("t");
     assert_verified();
 }
 END_TEST
@@ -397,6 +632,11 @@ int main(void)
     tcase_add_test(tc, symlink_in_dest_cannot_redirect_writes);
     tcase_add_test(tc, bad_destinations_are_named);
     tcase_add_test(tc, hard_links_stay_links);
+    tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
+    tcase_add_test(tc, unchanged_subtrees_are_not_listed);
+    tcase_add_test(tc, one_session_syncs_all_twice);
+    tcase_add_test(tc, a_touch_is_applied_in_place);
+    tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
     tcase_add_test(tc, kill_9_of_either_side_leaves_no_torn_file);

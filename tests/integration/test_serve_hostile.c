@@ -152,6 +152,94 @@ START_TEST(a_cut_stream_leaves_nothing_half_written)
 }
 END_TEST
 
+/* LIST names directories to read, not to write: one outside ROOT is
+ * refused by the decoder; one that is a symlink in ROOT lists nothing (it
+ * is never followed). */
+START_TEST(a_list_cannot_look_outside_root)
+{
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof(p), "%s/ln", m.src);
+    ck_assert_int_eq(symlink("/etc", p), 0);
+    struct msg_buf b = {0};
+    hello(&b);
+    const char *dirs[] = {"xx/escaped"};
+    struct msg l = {.type = MSG_LIST, .list = {.dirs = dirs, .n = 1}};
+    encode(&l, &b);
+    patch(&b, "xx/escaped", "../escaped");
+    char *err;
+    int st = feed(&b, b.len, &err);
+    ck_assert_int_ne(st, 0);
+    ck_assert_msg(err && strstr(err, "'..'"), "error: %s", err ? err : "(none)");
+    free(err);
+    msg_buf_release(&b);
+
+    hello(&b);
+    dirs[0] = "ln";
+    encode(&l, &b);
+    char in_path[PATH_MAX + 16], out_path[PATH_MAX + 16];
+    snprintf(in_path, sizeof(in_path), "%s/input", m.root);
+    snprintf(out_path, sizeof(out_path), "%s/output", m.root);
+    int fd = open(in_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_eq(write(fd, b.buf, b.len), (ssize_t)b.len);
+    close(fd);
+    st = wm_sh("'%s' serve --stdio '%s' < '%s' > '%s' 2>/dev/null", wm_bin(), m.src, in_path,
+               out_path);
+    ck_assert_int_eq(st, 0);
+    size_t n;
+    char *out = wm_read(out_path, &n);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(!memmem(out, n, "passwd", 6), "LIST followed the symlink out of ROOT");
+    ck_assert_ptr_nonnull(memmem(out, n, "keep", 4)); /* ROOT's own listing is there */
+    free(out);
+    msg_buf_release(&b);
+    assert_untouched();
+}
+END_TEST
+
+/* A grouped chunk list whose GROUP contradicts what its UPDATE declared
+ * (the group id checks the chunks, not the count the UPDATE claimed), and
+ * a GROUP nobody asked for: each ends the session, nothing is written. */
+START_TEST(groups_that_lie_are_refused)
+{
+    struct chunk c[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = (struct chunk){.len = CHUNKER_MIN_SIZE, .id = {{(uint8_t)(i + 1), 7}}};
+    struct chunk_group g[2];
+    chunk_group_id(c, 2, &g[0].id); /* really 2 chunks of 16 KiB */
+    g[0].count = 1;
+    g[0].bytes = 2 * CHUNKER_MIN_SIZE;
+    chunk_group_id(c + 2, 2, &g[1].id);
+    g[1].count = 3;
+    g[1].bytes = 3 * CHUNKER_MIN_SIZE;
+    struct msg_buf b = {0};
+    hello(&b);
+    struct msg u = {.type = MSG_UPDATE,
+                    .update = {.path = "keep", .type = S_IFREG, .mode = 0644,
+                               .size = 5 * CHUNKER_MIN_SIZE, .groups = g, .ngroups = 2}};
+    encode(&u, &b);
+    commit(&b);
+    struct msg grp = {.type = MSG_GROUP, .group = {.id = g[0].id, .chunks = c, .n = 2}};
+    encode(&grp, &b);
+    char *err;
+    int st = feed(&b, b.len, &err);
+    ck_assert_int_ne(st, 0);
+    ck_assert_msg(err && strstr(err, "were declared"), "error: %s", err ? err : "(none)");
+    free(err);
+    msg_buf_release(&b);
+    assert_untouched();
+
+    hello(&b);
+    commit(&b);
+    encode(&grp, &b);
+    st = feed(&b, b.len, &err);
+    ck_assert_int_ne(st, 0);
+    ck_assert_msg(err && strstr(err, "unexpected GROUP"), "error: %s", err ? err : "(none)");
+    free(err);
+    msg_buf_release(&b);
+    assert_untouched();
+}
+END_TEST
+
 START_TEST(another_protocol_version_is_named)
 {
     struct msg_buf b = {0};
@@ -186,6 +274,8 @@ int main(void)
     tcase_add_test(tc, paths_that_escape_are_refused);
     tcase_add_test(tc, a_cut_stream_leaves_nothing_half_written);
     tcase_add_test(tc, another_protocol_version_is_named);
+    tcase_add_test(tc, a_list_cannot_look_outside_root);
+    tcase_add_test(tc, groups_that_lie_are_refused);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

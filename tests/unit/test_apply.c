@@ -179,13 +179,36 @@ START_TEST(lies_and_gaps_leave_the_old_file)
     content_id_of_chunk("something else", 14, &wrong);
     struct content_id *want = NULL;
     size_t nwant = 0;
-    /* A file id that does not match its chunks: refused at commit. */
+    /* A file id that does not match its chunks: refused once the last
+     * chunk is in (the file is checked as soon as it is complete), and
+     * again at commit. */
+    ck_assert_int_ge(n, 2);
     ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &wrong, c, n, &want, &nwant), 0);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i + 1 < n; i++)
         ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    ck_assert_int_eq(apply_chunk(ap, &c[n - 1].id, data + c[n - 1].off, c[n - 1].len), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
     ck_assert_int_eq(apply_commit(ap), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
     char *got = wm_read(at("keep"), NULL);
+    ck_assert_str_eq(got, "old content");
+    free(got);
+    /* Staged bytes that changed on disk after they were written (a bug, a
+     * bad disk, another process): read back and refused. */
+    nwant = 0;
+    ck_assert_int_eq(apply_file(ap, "keep", 0644, 0, 100000, &id, c, n, &want, &nwant), 0);
+    for (size_t i = 0; i + 1 < n; i++)
+        ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    char staged[PATH_MAX + 64];
+    snprintf(staged, sizeof(staged), "%s/.wsync/staging/0.part", root);
+    int sfd = open(staged, O_WRONLY);
+    ck_assert_int_ge(sfd, 0);
+    ck_assert_int_eq(pwrite(sfd, "X", 1, 10), 1); /* inside chunk 0, written already */
+    close(sfd);
+    ck_assert_int_eq(apply_chunk(ap, &c[n - 1].id, data + c[n - 1].off, c[n - 1].len), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(apply_error(ap), "keep"));
+    ck_assert_int_eq(apply_commit(ap), -EBADMSG);
+    got = wm_read(at("keep"), NULL);
     ck_assert_str_eq(got, "old content");
     free(got);
     /* A chunk never sent: incomplete, refused. */
@@ -213,7 +236,7 @@ START_TEST(symlinks_in_the_way_are_not_followed)
     ck_assert_int_lt(apply_commit(ap), 0);
     ck_assert_ptr_nonnull(strstr(apply_error(ap), "evil/pwned"));
     ck_assert_int_lt(apply_mkdir(ap, "evil/dir", 0755, 0), 0);
-    ck_assert_int_lt(apply_symlink(ap, "evil/l", "/etc/passwd"), 0);
+    ck_assert_int_lt(apply_symlink(ap, "evil/l", "/etc/passwd", 0), 0);
     char p[PATH_MAX + 16];
     snprintf(p, sizeof(p), "%s/pwned", outside);
     ck_assert_int_eq(access(p, F_OK), -1);
@@ -260,6 +283,39 @@ START_TEST(special_bits_dropped_and_zeros_stay_sparse)
 }
 END_TEST
 
+/* A verify (dry-run applier) while a writer has files staged leaves them
+ * alone, and a second writer is refused instead of clobbering them.  (A
+ * verify used to delete a live mirror's staged files, failing its batch.) */
+START_TEST(one_writer_per_root_and_readers_leave_staging_alone)
+{
+    size_t len = 100 * 1024;
+    unsigned char *data = random_bytes(len, 7);
+    struct chunk *c;
+    size_t n;
+    struct content_id id;
+    chunk_buf(data, len, &c, &n, &id);
+    struct content_id *want = NULL;
+    size_t nwant = 0;
+    ck_assert_int_eq(apply_file(ap, "f", 0644, 0, len, &id, c, n, &want, &nwant), 0);
+    char err[512];
+    struct applier *reader, *second;
+    ck_assert_msg(apply_open(root, ix, true, &reader, err, sizeof(err)) == 0, "%s", err);
+    apply_close(reader);
+    ck_assert_int_eq(apply_open(root, ix, false, &second, err, sizeof(err)), -EBUSY);
+    ck_assert_msg(strstr(err, "another wsync session"), "%s", err);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(apply_chunk(ap, &c[i].id, data + c[i].off, c[i].len), 0);
+    ck_assert_msg(apply_commit(ap) == 0, "%s", apply_error(ap));
+    size_t got_len;
+    char *got = wm_read(at("f"), &got_len);
+    ck_assert(got && got_len == len && memcmp(got, data, len) == 0);
+    free(got);
+    free(want);
+    free(c);
+    free(data);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("apply");
@@ -272,6 +328,7 @@ int main(void)
     tcase_add_test(tc, lies_and_gaps_leave_the_old_file);
     tcase_add_test(tc, symlinks_in_the_way_are_not_followed);
     tcase_add_test(tc, special_bits_dropped_and_zeros_stay_sparse);
+    tcase_add_test(tc, one_writer_per_root_and_readers_leave_staging_alone);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

@@ -296,7 +296,7 @@ START_TEST(every_message_round_trips_through_an_fd)
     fill_random(noise, sizeof(noise));
 
     struct msg_entry ents[] = {
-        {.path = "a", .type = S_IFDIR, .mode = 0755, .mtime_ns = 1},
+        {.path = "a", .type = S_IFDIR, .mode = 0755, .mtime_ns = 1, .id = some_id(6)},
         {.path = "a/b",
          .type = S_IFREG,
          .mode = 04755,
@@ -304,8 +304,10 @@ START_TEST(every_message_round_trips_through_an_fd)
          .size = 99,
          .id = some_id(7)},
         {.path = "a/c", .type = S_IFLNK, .mode = 0777, .mtime_ns = 3, .target = "../x"},
+        {.path = "a.x", .type = S_IFDIR, .mode = 0700, .id = some_id(5)}, /* tree order */
         {.path = "ab", .type = S_IFREG, .mode = 0644, .size = 0, .id = some_id(8)},
     };
+    const char *list_dirs[] = {"", "a", "a.x/deeper"};
     uint64_t big_size, small_size;
     size_t big_n = 2 * 65536 + 5;
     struct chunk *big = make_chunks(big_n, 1, &big_size);
@@ -320,7 +322,8 @@ START_TEST(every_message_round_trips_through_an_fd)
          .hello = {.role = MSG_ROLE_SENDER,
                    .flags = MSG_HELLO_DELETE | MSG_HELLO_DRY_RUN,
                    .skip_digest = some_id(1)}},
-        {.type = MSG_MANIFEST, .manifest = {.entries = ents, .n = 4}},
+        {.type = MSG_MANIFEST, .manifest = {.entries = ents, .n = 5}},
+        {.type = MSG_LIST, .list = {.dirs = list_dirs, .n = 3}},
         {.type = MSG_MANIFEST_END,
          .manifest_end =
              {.flags = MSG_MANIFEST_ELIDED, .count = 4, .root = some_id(2), .digest = some_id(3)}},
@@ -432,7 +435,14 @@ START_TEST(every_message_round_trips_through_an_fd)
                 }
                 if (a->type == S_IFLNK)
                     ck_assert_str_eq(a->target, b->target);
+                if (a->type == S_IFDIR)
+                    ck_assert(content_id_eq(&a->id, &b->id)); /* the subtree digest */
             }
+            break;
+        case MSG_LIST:
+            ck_assert_uint_eq(m.list.n, s->list.n);
+            for (size_t j = 0; j < m.list.n; j++)
+                ck_assert_str_eq(m.list.dirs[j], s->list.dirs[j]);
             break;
         case MSG_MANIFEST_END:
             ck_assert_uint_eq(m.manifest_end.flags, s->manifest_end.flags);
@@ -908,6 +918,7 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
         raw_le(&body, 2, 1);
         raw_le(&body, 0755, 4);
         raw_le(&body, 0, 8);
+        raw_id(&body, some_id(4)); /* a directory's subtree digest */
     }
     f = raw_begin(&b, MSG_MANIFEST);
     raw_le(&b, 2, 4);
@@ -916,8 +927,8 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
     raw_str(&b, body.buf, body.len);
     raw_end(&b, f);
     refused(&b, -EPROTO, "out of order: 'b' after 'c'");
-    body.buf[body.len - 20] = 1; /* second entry shares 1 byte of "c" */
-    body.buf[body.len - 20 + 2 + 4] = 'x';
+    body.buf[body.len - 36] = 1; /* second entry shares 1 byte of "c" */
+    body.buf[body.len - 36 + 2 + 4] = 'x';
     f = raw_begin(&b, MSG_MANIFEST);
     raw_le(&b, 2, 4);
     raw_le(&b, body.len, 4);
@@ -925,7 +936,7 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
     raw_str(&b, body.buf, body.len);
     raw_end(&b, f);
     accepted(&b); /* "c" then "cx" */
-    body.buf[body.len - 20] = 2;
+    body.buf[body.len - 36] = 2;
     f = raw_begin(&b, MSG_MANIFEST);
     raw_le(&b, 2, 4);
     raw_le(&b, body.len, 4);
@@ -934,12 +945,12 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
     raw_end(&b, f);
     refused(&b, -EPROTO, "shares 2 bytes with a 1-byte path");
     f = raw_begin(&b, MSG_MANIFEST);
-    raw_le(&b, 3, 4);
+    raw_le(&b, 4, 4);
     raw_le(&b, body.len, 4);
     raw_le(&b, MSG_ENC_RAW, 1);
     raw_str(&b, body.buf, body.len);
     raw_end(&b, f);
-    refused(&b, -EPROTO, "3 entries cannot fill 40 bytes");
+    refused(&b, -EPROTO, "4 entries cannot fill 72 bytes");
     msg_buf_release(&body);
     msg_buf_release(&b);
 }
@@ -1049,6 +1060,135 @@ START_TEST(peer_and_pull_round_trip_and_limits)
 }
 END_TEST
 
+START_TEST(list_limits_and_tree_order)
+{
+    /* Tree order: a directory's subtree follows it directly. */
+    ck_assert_int_lt(msg_path_cmp("a", "a/b"), 0);
+    ck_assert_int_lt(msg_path_cmp("a/b", "a.c"), 0);
+    ck_assert_int_gt(strcmp("a/b", "a.c"), 0); /* where strcmp differs */
+    ck_assert_int_lt(msg_path_cmp("a/z", "a0"), 0);
+    ck_assert_int_eq(msg_path_cmp("x/y", "x/y"), 0);
+
+    struct msg_buf b = {0};
+    char err[512];
+    const char *dirs[MSG_LIST_MAX + 1];
+    for (size_t i = 0; i <= MSG_LIST_MAX; i++)
+        dirs[i] = "d";
+    struct msg m = {.type = MSG_LIST, .list = {.dirs = dirs, .n = MSG_LIST_MAX}};
+    encode_ok(&b, &m);
+    accepted(&b);
+    m.list.n = MSG_LIST_MAX + 1;
+    ck_assert_int_eq(msg_encode(&m, &b, err, sizeof(err)), -EMSGSIZE);
+    m.list.n = 0;
+    ck_assert_int_eq(msg_encode(&m, &b, err, sizeof(err)), -EINVAL);
+    dirs[0] = "../up";
+    m.list.n = 1;
+    ck_assert_int_eq(msg_encode(&m, &b, err, sizeof(err)), -EINVAL);
+    ck_assert_uint_eq(b.len, 0); /* nothing appended */
+
+    size_t f = raw_begin(&b, MSG_LIST);
+    raw_le(&b, 0, 4);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "0 directories");
+    f = raw_begin(&b, MSG_LIST);
+    raw_le(&b, MSG_LIST_MAX + 1, 4);
+    raw_end(&b, f);
+    refused(&b, -EMSGSIZE, "1025 directories");
+    f = raw_begin(&b, MSG_LIST);
+    raw_le(&b, 2, 4);
+    raw_str(&b, "", 0);
+    raw_str(&b, "a//b", 4);
+    raw_end(&b, f);
+    refused(&b, -EINVAL, "empty path component");
+    f = raw_begin(&b, MSG_LIST);
+    raw_le(&b, 2, 4);
+    raw_str(&b, "", 0);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "payload ends inside directory");
+    f = raw_begin(&b, MSG_LIST);
+    raw_le(&b, 1, 4);
+    raw_str(&b, ".wsync", 6);
+    raw_end(&b, f);
+    refused(&b, -EINVAL, "state directory");
+    msg_buf_release(&b);
+}
+END_TEST
+
+START_TEST(grouped_lists_and_groups)
+{
+    uint64_t size;
+    struct chunk *c = make_chunks(300, 7, &size);
+    struct chunk_group *g;
+    size_t ng;
+    ck_assert_int_eq(chunk_groups_cut(c, 300, &g, &ng), 0);
+    ck_assert_uint_gt(ng, 1);
+    struct msg_buf b = {0};
+    struct msg u = {.type = MSG_UPDATE,
+                    .update = {.path = "big", .type = S_IFREG, .mode = 0644, .size = size,
+                               .groups = g, .ngroups = ng}};
+    encode_ok(&b, &u);
+    struct msg m;
+    char err[512];
+    ck_assert_msg(decode_after_hello(&b, &m, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(m.update.ngroups, ng);
+    ck_assert_uint_eq(m.update.nchunks, 0);
+    for (size_t i = 0; i < ng; i++) {
+        ck_assert_uint_eq(m.update.groups[i].count, g[i].count);
+        ck_assert_uint_eq(m.update.groups[i].bytes, g[i].bytes);
+        ck_assert(content_id_eq(&m.update.groups[i].id, &g[i].id));
+    }
+    msg_release(&m);
+    b.len = 0;
+    /* Sums that do not make the file are refused by the encoder... */
+    g[0].bytes += 1;
+    ck_assert_int_eq(msg_encode(&u, &b, err, sizeof(err)), -EPROTO);
+    g[0].bytes -= 1;
+    uint32_t count0 = g[0].count;
+    g[0].count = CHUNK_GROUP_MAX + 1;
+    ck_assert_int_eq(msg_encode(&u, &b, err, sizeof(err)), -EPROTO);
+    ck_assert_uint_eq(b.len, 0);
+    g[0].count = count0;
+    /* ...and by the decoder: the first group's byte total, patched. */
+    encode_ok(&b, &u);
+    size_t first = 5 + (4 + 3) + 1 + 4 + 8 + 8 + 1 + 4 + 4; /* frame, path .. group count */
+    b.buf[first + 4] ^= 1;
+    refused(&b, -EPROTO, "add up to");
+    encode_ok(&b, &u);
+    b.buf[first] = 0; /* a group of 0 chunks */
+    b.buf[first + 1] = 0;
+    refused(&b, -EPROTO, "has 0 chunks");
+    /* A GROUP round-trips and is checked against its id. */
+    struct msg grp = {.type = MSG_GROUP, .group = {.id = g[0].id, .chunks = c, .n = g[0].count}};
+    encode_ok(&b, &grp);
+    ck_assert_msg(decode_after_hello(&b, &m, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(m.group.n, g[0].count);
+    ck_assert_uint_eq(m.group.chunks[1].off, c[0].len);
+    msg_release(&m);
+    b.len = 0;
+    grp.group.id = g[1].id; /* not these chunks */
+    ck_assert_int_eq(msg_encode(&grp, &b, err, sizeof(err)), -EBADMSG);
+    grp.group.id = g[0].id;
+    encode_ok(&b, &grp);
+    b.buf[b.len - 1] ^= 1; /* the last chunk id */
+    refused(&b, -EBADMSG, "does not match its chunks");
+    grp.group.n = 0;
+    ck_assert_int_eq(msg_encode(&grp, &b, err, sizeof(err)), -EPROTO);
+    size_t f = raw_begin(&b, MSG_GROUP);
+    raw_id(&b, g[0].id);
+    raw_le(&b, CHUNK_GROUP_MAX + 1, 4);
+    raw_end(&b, f);
+    refused(&b, -EMSGSIZE, "chunks in");
+    /* The whole-list check the receiver runs on a resolved list. */
+    ck_assert_int_eq(msg_chunk_list_check("big", size, c, 300, err, sizeof(err)), 0);
+    ck_assert_int_eq(msg_chunk_list_check("big", size + 1, c, 300, err, sizeof(err)), -EPROTO);
+    c[5].len = 100; /* a short chunk that is not the last */
+    ck_assert_int_eq(msg_chunk_list_check("big", size, c, 300, err, sizeof(err)), -EPROTO);
+    msg_buf_release(&b);
+    free(g);
+    free(c);
+}
+END_TEST
+
 START_TEST(hello_rules)
 {
     struct msg_buf b = {0};
@@ -1056,26 +1196,26 @@ START_TEST(hello_rules)
     char err[512];
     struct wire *w;
 
-    raw_hello(&b, 2, 5, 0);
+    raw_hello(&b, 3, 5, 0);
     memcpy(b.buf + b.len - 16 - 4 - 1 - 5, "9.9.9", 5);
     w = wire_new_mem(b.buf, b.len);
     ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), -EPROTONOSUPPORT);
-    ck_assert_msg(strstr(err, "the peer speaks version 2 (wsync 9.9.9)") &&
-                      strstr(err, "this side speaks version 1 (wsync " WSYNC_VERSION ")"),
+    ck_assert_msg(strstr(err, "the peer speaks version 3 (wsync 9.9.9)") &&
+                      strstr(err, "this side speaks version 2 (wsync " WSYNC_VERSION ")"),
                   "%s", err);
     ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), -EPROTONOSUPPORT); /* stays failed */
     ck_assert_ptr_nonnull(strstr(err, "already failed"));
     wire_free(w);
 
     b.len = 0;
-    raw_hello(&b, 1, 5, 0x100);
+    raw_hello(&b, WIRE_PROTOCOL_VERSION, 5, 0x100);
     w = wire_new_mem(b.buf, b.len);
     ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), -EPROTO);
     ck_assert_ptr_nonnull(strstr(err, "unknown flags 0x100"));
     wire_free(w);
 
     b.len = 0;
-    raw_hello(&b, 1, 5, 0);
+    raw_hello(&b, WIRE_PROTOCOL_VERSION, 5, 0);
     b.buf[5] = 'X'; /* magic */
     w = wire_new_mem(b.buf, b.len);
     ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), -EPROTONOSUPPORT);
@@ -1540,6 +1680,8 @@ int main(void)
     tcase_add_test(tc, malformed_frames_are_refused_with_a_reason);
     tcase_add_test(tc, hello_rules);
     tcase_add_test(tc, peer_and_pull_round_trip_and_limits);
+    tcase_add_test(tc, list_limits_and_tree_order);
+    tcase_add_test(tc, grouped_lists_and_groups);
     tcase_add_test(tc, data_must_match_its_id);
     tcase_add_test(tc, encoder_refuses_what_the_decoder_would);
     tcase_add_test(tc, truncation_at_every_byte_is_refused);

@@ -1,0 +1,166 @@
+/*
+ * fuse_io.c — see fuse_io.h.  The kernel offers FUSE_HANDLE_KILLPRIV_V2 in
+ * its INIT request; libfuse 3.14 builds a reply without it.  We remember the
+ * INIT request's id when we read it and set the flag in the reply as it goes
+ * out.  Everything else passes through untouched.
+ */
+#include "fuse_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static _Atomic uint64_t init_unique; /* the INIT request's id while it is answered */
+static atomic_bool killpriv_v2;      /* the kernel offered it and we said yes */
+static _Thread_local bool kill_suidgid;
+
+/* The fixed part of a request's body, for the opcodes we look at. */
+static const void *body(const char *buf, size_t n, size_t want)
+{
+    if (n < sizeof(struct fuse_in_header) + want)
+        return NULL;
+    return buf + sizeof(struct fuse_in_header);
+}
+
+static void inspect_request(const char *buf, size_t n)
+{
+    struct fuse_in_header h;
+    kill_suidgid = false;
+    if (n < sizeof(h))
+        return;
+    memcpy(&h, buf, sizeof(h));
+    const void *b;
+    switch (h.opcode) {
+    case FUSE_INIT: {
+        struct fuse_init_in in;
+        /* flags sits in the oldest, shortest form of the struct */
+        if (!(b = body(buf, n, offsetof(struct fuse_init_in, flags) + sizeof(in.flags))))
+            return;
+        memcpy(&in.flags, (const char *)b + offsetof(struct fuse_init_in, flags),
+               sizeof(in.flags));
+        if (in.flags & FUSE_HANDLE_KILLPRIV_V2)
+            atomic_store(&init_unique, h.unique);
+        break;
+    }
+    case FUSE_WRITE: {
+        struct fuse_write_in in;
+        if ((b = body(buf, n, sizeof(in)))) {
+            memcpy(&in, b, sizeof(in));
+            kill_suidgid = in.write_flags & FUSE_WRITE_KILL_SUIDGID;
+        }
+        break;
+    }
+    case FUSE_OPEN: {
+        struct fuse_open_in in;
+        if ((b = body(buf, n, sizeof(in)))) {
+            memcpy(&in, b, sizeof(in));
+            kill_suidgid = in.open_flags & FUSE_OPEN_KILL_SUIDGID;
+        }
+        break;
+    }
+    case FUSE_SETATTR: {
+        struct fuse_setattr_in in;
+        if ((b = body(buf, n, sizeof(in)))) {
+            memcpy(&in, b, sizeof(in));
+            kill_suidgid = in.valid & FATTR_KILL_SUIDGID;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+    (void)userdata;
+    ssize_t n = read(fd, buf, len);
+    if (n > 0)
+        inspect_request(buf, (size_t)n);
+    return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    (void)userdata;
+    uint64_t want = atomic_load(&init_unique);
+    if (want && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+        struct fuse_out_header h;
+        memcpy(&h, iov[0].iov_base, sizeof(h));
+        size_t flags_end = offsetof(struct fuse_init_out, flags) + sizeof(uint32_t);
+        if (h.unique == want && h.error == 0 && iov[1].iov_len >= flags_end) {
+            char *flags = (char *)iov[1].iov_base + offsetof(struct fuse_init_out, flags);
+            uint32_t f;
+            memcpy(&f, flags, sizeof(f));
+            f |= FUSE_HANDLE_KILLPRIV_V2;
+            memcpy(flags, &f, sizeof(f));
+            atomic_store(&killpriv_v2, true);
+            atomic_store(&init_unique, 0);
+        }
+    }
+    return writev(fd, iov, count);
+}
+
+static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+                              unsigned int flags, void *userdata)
+{
+    (void)userdata;
+    return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int fuse_io_install(struct fuse_session *se)
+{
+    /* No splice_receive: requests must pass through io_read to be seen.
+     * splice_send keeps replies with file data zero-copy. */
+    static const struct fuse_custom_io io = {
+        .read = io_read,
+        .writev = io_writev,
+        .splice_send = io_splice_send,
+    };
+    return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
+
+bool fuse_io_killpriv_v2(void)
+{
+    return atomic_load(&killpriv_v2);
+}
+
+bool fuse_io_kill_suidgid(void)
+{
+    return kill_suidgid;
+}
+
+bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
+{
+    if (fremovexattr(fd, "security.capability") != 0)
+        errno = 0;
+    if (!suidgid)
+        return false;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    mode_t mode = st.st_mode & 07777;
+    mode_t keep = mode & ~(mode_t)S_ISUID;
+    /* As the VFS (setattr_should_drop_sgid): sgid goes if the group may
+     * execute, or if the writer is not in the file's group.  We know only
+     * the writer's primary group, so a writer in the group through a
+     * supplementary one loses the bit too: the safe direction. */
+    if ((mode & S_ISGID) && ((mode & S_IXGRP) || caller_gid != st.st_gid))
+        keep &= ~(mode_t)S_ISGID;
+    if (keep == mode)
+        return false;
+    if (fchmod(fd, keep) != 0) {
+        errno = 0;
+        return false;
+    }
+    return true;
+}

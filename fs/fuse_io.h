@@ -1,0 +1,45 @@
+/*
+ * fuse_io.h — wsync's own read/writev on /dev/fuse, to speak one word of
+ * the FUSE protocol that Debian 12's libfuse (3.14) cannot: the
+ * FUSE_HANDLE_KILLPRIV_V2 capability.
+ *
+ * Without it the kernel asks the daemon for `security.capability` (a
+ * GETXATTR round trip) before *every* write(2), to decide whether the write
+ * must clear suid/sgid bits and file capabilities.  With it the kernel asks
+ * once per inode and leaves the clearing to us: each request that must clear
+ * privileges carries a flag (FUSE_WRITE_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID,
+ * FATTR_KILL_SUIDGID), which this layer reads off the raw request for the
+ * worker thread that is about to handle it.
+ *
+ * Invariant: a libfuse worker reads one request and handles it on the same
+ * thread before reading the next, so a thread-local flag set here at read
+ * time belongs to the request that thread is handling.
+ */
+#ifndef WSYNC_FUSE_IO_H
+#define WSYNC_FUSE_IO_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct fuse_session;
+
+/* Route the session's device I/O through this layer (after
+ * fuse_session_mount, before the loop).  0 or -errno. */
+int fuse_io_install(struct fuse_session *se);
+
+/* True if the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (after INIT). */
+bool fuse_io_killpriv_v2(void);
+
+/* True if the request this thread is handling must clear suid/sgid (the
+ * kernel decided: the caller lacks CAP_FSETID). */
+bool fuse_io_kill_suidgid(void);
+
+/* Clear what a write, truncate or O_TRUNC open by `fd` must clear: file
+ * capabilities always; when `suidgid`, suid, and sgid if the group may
+ * execute or the caller (`caller_gid`) is not in the file's group.
+ * Best effort, as the kernel's own clearing: errors are ignored.  True if
+ * the mode changed: the kernel's cached attributes are then stale (it does
+ * not know we cleared the bits) and the caller must invalidate them. */
+bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid);
+
+#endif
