@@ -20,6 +20,8 @@ int cmd_remote(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
+int cmd_conflicts(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_overlay(int argc, char **argv);
 

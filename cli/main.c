@@ -18,6 +18,8 @@ static const struct command commands[] = {
     {"index", cmd_index, "bring SRC's index up to date; print the tree root"},
     {"remote", cmd_remote, "add, remove or list the remotes a mount keeps in step"},
     {"push", cmd_push, "make DEST's tree identical to SRC's, sending only what differs"},
+    {"sync", cmd_sync, "two-way sync with DEST; conflicts are kept as copies"},
+    {"conflicts", cmd_conflicts, "list conflict copies, or resolve them in bulk"},
     {"verify", cmd_verify, "compare the tree roots of SRC and DEST"},
     {"serve", cmd_serve, "the far side of push and verify (started through ssh)"},
     {"doctor", cmd_doctor, "check FUSE, mount points and far sides; say how to fix"},

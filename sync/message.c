@@ -77,7 +77,7 @@ const char *msg_type_name(unsigned type)
         [MSG_DATA] = "DATA",     [MSG_DELETE] = "DELETE",     [MSG_RENAME] = "RENAME",
         [MSG_LINK] = "LINK",     [MSG_COMMIT] = "COMMIT",     [MSG_ACK] = "ACK",
         [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",           [MSG_LIST] = "LIST",
-        [MSG_GROUP] = "GROUP",
+        [MSG_GROUP] = "GROUP",   [MSG_PEER] = "PEER",         [MSG_PULL] = "PULL",
     };
     static __thread char unknown[16];
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -1355,6 +1355,106 @@ static int decode_error(struct msg *m, struct reader *r)
     return get_end(r);
 }
 
+/* ---- two-way sync: PEER and PULL ---------------------------------------- */
+
+static int check_host(const char *host, size_t n, const char *what, char *err, size_t errsize)
+{
+    if (n == 0 || n > MSG_PEER_HOST_MAX)
+        return failf(err, errsize, n ? -EMSGSIZE : -EINVAL, what,
+                     "host label is %zu bytes, not 1..%u", n, MSG_PEER_HOST_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = host[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return failf(err, errsize, -EINVAL, what,
+                         "host label has byte 0x%02x (only A-Z a-z 0-9 . _ -)", (unsigned char)c);
+    }
+    return 0;
+}
+
+static int encode_peer(struct writer *w, const struct msg_peer *pe, char *err, size_t errsize)
+{
+    static const struct content_id zero;
+    if (content_id_eq(&pe->tree_id, &zero))
+        return failf(err, errsize, -EINVAL, "PEER", "tree id is zero");
+    size_t n = pe->host ? strnlen(pe->host, MSG_PEER_HOST_MAX + 1) : 0;
+    int e = check_host(pe->host, n, "PEER", err, errsize);
+    if (e)
+        return e;
+    size_t f = frame_begin(w, MSG_PEER);
+    put_id(w, &pe->tree_id);
+    put_str(w, pe->host, n);
+    frame_end(w, f);
+    return 1;
+}
+
+static int decode_peer(struct msg *m, struct reader *r)
+{
+    static const struct content_id zero;
+    uint32_t n;
+    int e = get_id(r, "tree id", &m->peer.tree_id);
+    e = e ? e : get_str(m, r, "host", MSG_PEER_HOST_MAX, -EMSGSIZE, &m->peer.host, &n);
+    e = e ? e : check_host(m->peer.host, n, "PEER", r->err, r->errsize);
+    if (!e && content_id_eq(&m->peer.tree_id, &zero))
+        e = RFAIL(r, -EPROTO, "tree id is zero");
+    return e ? e : get_end(r);
+}
+
+static int encode_pull(struct writer *w, const struct msg_pull *pl, char *err, size_t errsize)
+{
+    if (pl->flags & ~MSG_PULL_LAST)
+        return failf(err, errsize, -EINVAL, "PULL", "unknown flags 0x%x", pl->flags);
+    for (size_t i = 0; i < pl->n; i++) {
+        int e = check_path(pl->entries[i].from, "from", "PULL", err, errsize);
+        e = e ? e : check_path(pl->entries[i].as, "as", "PULL", err, errsize);
+        if (e)
+            return e;
+    }
+    int frames = 0;
+    size_t i = 0;
+    do {
+        size_t n = pl->n - i < MSG_PULL_MAX ? pl->n - i : MSG_PULL_MAX;
+        bool last = i + n == pl->n;
+        size_t f = frame_begin(w, MSG_PULL);
+        put_u32(w, last ? pl->flags : pl->flags & ~MSG_PULL_LAST);
+        put_u32(w, (uint32_t)n);
+        for (size_t k = i; k < i + n; k++) {
+            put_str(w, pl->entries[k].from, strlen(pl->entries[k].from));
+            put_str(w, pl->entries[k].as, strlen(pl->entries[k].as));
+        }
+        frame_end(w, f);
+        frames++;
+        i += n;
+    } while (i < pl->n);
+    return frames;
+}
+
+static int decode_pull(struct msg *m, struct reader *r)
+{
+    uint32_t n;
+    int e = get_u32(r, "flags", &m->pull.flags);
+    e = e ? e : get_u32(r, "entry count", &n);
+    if (e)
+        return e;
+    if (m->pull.flags & ~MSG_PULL_LAST)
+        return RFAIL(r, -EPROTO, "unknown flags 0x%x", m->pull.flags);
+    /* The smallest entry is two one-byte paths: 10 bytes.  Checked before
+     * allocating, so a claimed count cannot make us allocate. */
+    if (n > MSG_PULL_MAX || (uint64_t)n * 10 > r->len - r->pos)
+        return RFAIL(r, -EPROTO, "%u entries cannot be in %zu bytes (at most %u)", n,
+                     r->len - r->pos, MSG_PULL_MAX);
+    struct msg_pull_entry *v = arena_alloc(m, (size_t)n * sizeof(*v));
+    if (!v)
+        return no_memory(r);
+    for (uint32_t i = 0; i < n; i++) {
+        if ((e = get_path(m, r, "from", &v[i].from)) || (e = get_path(m, r, "as", &v[i].as)))
+            return e;
+    }
+    m->pull.entries = v;
+    m->pull.n = n;
+    return get_end(r);
+}
+
 /* ---- entry points ------------------------------------------------------ */
 
 int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsize)
@@ -1419,6 +1519,12 @@ int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsi
     case MSG_BYE:
         frame_end(&w, frame_begin(&w, MSG_BYE));
         r = 1;
+        break;
+    case MSG_PEER:
+        r = encode_peer(&w, &m->peer, err, errsize);
+        break;
+    case MSG_PULL:
+        r = encode_pull(&w, &m->pull, err, errsize);
         break;
     default:
         return failf(err, errsize, -EINVAL, msg_type_name(m->type), "cannot be sent");
@@ -1494,6 +1600,12 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
         break;
     case MSG_BYE:
         e = get_end(&r);
+        break;
+    case MSG_PEER:
+        e = decode_peer(m, &r);
+        break;
+    case MSG_PULL:
+        e = decode_pull(m, &r);
         break;
     case MSG_CHUNKS:
         e = RFAIL(&r, -EPROTO, "no UPDATE is waiting for its chunk list");

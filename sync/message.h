@@ -46,6 +46,8 @@ enum msg_type {
     MSG_BYE = 14,
     MSG_LIST = 15,
     MSG_GROUP = 16,
+    MSG_PEER = 17, /* two-way sync: who each side is (docs/protocol.md §11) */
+    MSG_PULL = 18, /* two-way sync: the receiver asks the far side to send paths */
 };
 
 /* Directories one LIST may name (a hard limit of the protocol). */
@@ -62,6 +64,10 @@ enum msg_type {
 #define MSG_MANIFEST_ELIDED  0x1u /* entries left out: digest equals HELLO's */
 #define MSG_COMMIT_WANT_ROOT 0x1u /* ACK carries the tree root after the commit */
 #define MSG_ERROR_FATAL      0x1u /* the session ends; else one path failed */
+#define MSG_PULL_LAST        0x1u /* the last PULL frame of a request */
+
+#define MSG_PEER_HOST_MAX 64u    /* bytes of a host label: [A-Za-z0-9._-] */
+#define MSG_PULL_MAX      65536u /* entries per PULL frame (the encoder splits) */
 
 /* Byte encodings of DATA and inline UPDATE bodies. */
 #define MSG_ENC_RAW 1
@@ -186,6 +192,25 @@ struct msg_error {
     const char *message; /* non-empty */
 };
 
+/* A tree's stable id (random, made on first use) and its host label. */
+struct msg_peer {
+    struct content_id tree_id; /* never zero */
+    const char *host;          /* 1..MSG_PEER_HOST_MAX bytes of [A-Za-z0-9._-] */
+};
+
+/* Send your path `from` under the name `as` (the same, or a conflict copy's
+ * name): an UPDATE of `as` with from's state, or DELETE of `as` if absent. */
+struct msg_pull_entry {
+    const char *from, *as;
+};
+/* The encoder splits n > MSG_PULL_MAX into frames, LAST only on the last;
+ * each decodes as its own PULL. */
+struct msg_pull {
+    uint32_t flags; /* MSG_PULL_* */
+    const struct msg_pull_entry *entries;
+    size_t n;
+};
+
 struct msg_arena;
 
 struct msg {
@@ -205,6 +230,8 @@ struct msg {
         struct msg_commit commit;
         struct msg_ack ack;
         struct msg_error error;
+        struct msg_peer peer;
+        struct msg_pull pull;
     };
     struct msg_arena *arena; /* what a decoded message owns */
 };

@@ -17,6 +17,7 @@
 #include "indexer.h"
 #include "manifest.h"
 #include "message.h"
+#include "serve_twoway.h"
 #include "tree_root.h"
 #include "wire.h"
 
@@ -47,7 +48,27 @@ struct session {
     size_t nwant;
     char *err;
     size_t errsize;
+    bool twoway;                 /* the peer sent PEER: a two-way sync (§11) */
+    struct pull_request *pull;   /* PULL frames until the LAST */
+    char **refused;              /* two-way: paths our rules skipped in this batch */
+    size_t nrefused;
 };
+
+/* Two-way: one non-fatal ERROR per path skipped in this batch. */
+static int send_refused(struct session *s)
+{
+    int r = 0;
+    for (size_t i = 0; i < s->nrefused; i++) {
+        struct msg m = {.type = MSG_ERROR,
+                        .error = {.code = EPERM, .path = s->refused[i],
+                                  .message = "left out by this side's rules"}};
+        if (!r)
+            r = wire_send(s->w, &m, s->err, s->errsize);
+        free(s->refused[i]);
+    }
+    s->nrefused = 0;
+    return r;
+}
 
 static int send_msg(struct session *s, const struct msg *m)
 {
@@ -154,7 +175,19 @@ static int send_manifest(struct session *s, const struct content_id *skip)
 
 static bool excluded(struct session *s, const char *path, bool is_dir)
 {
-    return indexer_excludes(path, is_dir, s->in);
+    if (!indexer_excludes(path, is_dir, s->in))
+        return false;
+    if (s->twoway) {
+        /* A two-way peer must not record as agreed what we never took: it
+         * is told at the COMMIT (we write nothing while it streams). */
+        char **v = realloc(s->refused, (s->nrefused + 1) * sizeof(*v));
+        if (v) {
+            s->refused = v;
+            if ((v[s->nrefused] = strdup(path)))
+                s->nrefused++;
+        }
+    }
+    return true;
 }
 
 /* A grouped chunk list is complete: check it as the decoder checks a sent
@@ -198,7 +231,9 @@ static int on_update(struct session *s, const struct msg_update *u)
 static int flush_wants(struct session *s, size_t *asked)
 {
     struct msg want = {.type = MSG_WANT, .want = {.ids = s->want, .n = s->nwant}};
-    int r = s->nwant ? send_msg(s, &want) : 0;
+    int r = send_refused(s);
+    if (!r && s->nwant)
+        r = send_msg(s, &want);
     if (!r)
         r = wire_flush(s->w, s->err, s->errsize);
     *asked += s->nwant;
@@ -276,6 +311,15 @@ static int session_loop(struct session *s)
                                                 : apply_link(s->ap, m.link.path, m.link.existing);
             break;
         case MSG_COMMIT: r = on_commit(s, &m.commit); break;
+        case MSG_PEER:
+            s->twoway = true;
+            r = serve_peer_reply(s->w, s->root, s->err, s->errsize);
+            break;
+        case MSG_PULL:
+            r = s->twoway ? serve_pull(&s->pull, &m.pull, s->w, s->ix, s->in, s->root, s->err,
+                                       s->errsize)
+                          : (snprintf(s->err, s->errsize, "PULL before PEER"), -EPROTO);
+            break;
         case MSG_LIST: r = send_listing(s, m.list.dirs, m.list.n); break;
         case MSG_BYE: msg_release(&m); return 0;
         case MSG_ERROR:
@@ -401,6 +445,10 @@ out:
     indexer_free(s.in);
     index_close(s.ix);
     free(s.want);
+    serve_pull_free(s.pull);
+    for (size_t i = 0; i < s.nrefused; i++)
+        free(s.refused[i]);
+    free(s.refused);
     wire_free(s.w);
     return r;
 }

@@ -60,6 +60,8 @@ static void write_seeds(const char *dir)
         {.path = "d/file", .type = S_IFREG, .mode = 0644, .size = 9, .id = ids[2]},
         {.path = "d/link", .type = S_IFLNK, .mode = 0777, .target = "file"},
     };
+    struct msg_pull_entry pulls[] = {{.from = "d/file", .as = "d/file"},
+                                     {.from = "e/t", .as = "e/t.conflict-b-20240101-000000"}};
     const char *list_dirs[] = {"", "d", "d/sub"};
     struct chunk gchunks[4] = {{.len = CHUNKER_MIN_SIZE, .id = ids[0]},
                                {.len = CHUNKER_MIN_SIZE, .id = ids[1]},
@@ -110,6 +112,8 @@ static void write_seeds(const char *dir)
         {.type = MSG_ACK, .ack = {.seq = 1, .root = ids[1]}},
         {.type = MSG_ERROR, .error = {.code = 5, .path = "e/c", .message = "disk"}},
         {.type = MSG_BYE},
+        {.type = MSG_PEER, .peer = {.tree_id = ids[2], .host = "robot-1.lab"}},
+        {.type = MSG_PULL, .pull = {.flags = MSG_PULL_LAST, .entries = pulls, .n = 2}},
     };
     size_t n = sizeof(ms) / sizeof(ms[0]);
     struct msg_buf all = {0};

@@ -956,6 +956,110 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
 }
 END_TEST
 
+/* Two-way sync's PEER and PULL: round trip, splitting, each limit. */
+START_TEST(peer_and_pull_round_trip_and_limits)
+{
+    struct msg_buf b = {0};
+    char err[512];
+    struct msg m;
+    /* PEER round trip */
+    struct msg pe = {.type = MSG_PEER, .peer = {.tree_id = some_id(7), .host = "robot-1.lab_A"}};
+    encode_ok(&b, &pe);
+    ck_assert_int_eq(decode_after_hello(&b, &m, err, sizeof(err)), 0);
+    ck_assert_int_eq(m.type, MSG_PEER);
+    ck_assert(content_id_eq(&m.peer.tree_id, &pe.peer.tree_id));
+    ck_assert_str_eq(m.peer.host, "robot-1.lab_A");
+    msg_release(&m);
+    b.len = 0;
+    /* host: 64 bytes pass, 65 refused; bad bytes and empty refused both ways */
+    char *h64 = repeat('h', 64), *h65 = repeat('h', 65);
+    size_t f = raw_begin(&b, MSG_PEER);
+    raw_id(&b, some_id(1));
+    raw_str(&b, h64, 64);
+    raw_end(&b, f);
+    accepted(&b);
+    f = raw_begin(&b, MSG_PEER);
+    raw_id(&b, some_id(1));
+    raw_str(&b, h65, 65);
+    raw_end(&b, f);
+    refused(&b, -EMSGSIZE, "over the limit of 64");
+    f = raw_begin(&b, MSG_PEER);
+    raw_id(&b, some_id(1));
+    raw_str(&b, "a/b", 3);
+    raw_end(&b, f);
+    refused(&b, -EINVAL, "byte 0x2f");
+    f = raw_begin(&b, MSG_PEER);
+    raw_id(&b, some_id(1));
+    raw_str(&b, "", 0);
+    raw_end(&b, f);
+    refused(&b, -EINVAL, "not 1..64");
+    f = raw_begin(&b, MSG_PEER);
+    raw_id(&b, (struct content_id){0});
+    raw_str(&b, "a", 1);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "tree id is zero");
+    pe.peer.host = h65;
+    ck_assert_int_eq(msg_encode(&pe, &b, err, sizeof(err)), -EMSGSIZE);
+    pe.peer.host = "a b";
+    ck_assert_int_eq(msg_encode(&pe, &b, err, sizeof(err)), -EINVAL);
+    ck_assert_uint_eq(b.len, 0);
+    free(h64);
+    free(h65);
+
+    /* PULL: a long list splits into frames, LAST only on the last */
+    size_t n = MSG_PULL_MAX + 3;
+    struct msg_pull_entry *v = calloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = (struct msg_pull_entry){.from = "d/f", .as = i % 2 ? "d/f" : "d/f.conflict-x"};
+    struct msg pl = {.type = MSG_PULL, .pull = {.flags = MSG_PULL_LAST, .entries = v, .n = n}};
+    char e2[512] = "";
+    ck_assert_int_eq(msg_encode(&pl, &b, e2, sizeof(e2)), 2);
+    struct msg_buf all = {0};
+    add_hello(&all);
+    buf_add(&all, b.buf, b.len);
+    struct wire *w = wire_new_mem(all.buf, all.len);
+    ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), 0);
+    msg_release(&m);
+    ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), 0);
+    ck_assert_uint_eq(m.pull.n, MSG_PULL_MAX);
+    ck_assert_uint_eq(m.pull.flags, 0);
+    ck_assert_str_eq(m.pull.entries[0].as, "d/f.conflict-x");
+    msg_release(&m);
+    ck_assert_int_eq(wire_recv(w, &m, err, sizeof(err)), 0);
+    ck_assert_uint_eq(m.pull.n, 3);
+    ck_assert_uint_eq(m.pull.flags, MSG_PULL_LAST);
+    msg_release(&m);
+    wire_free(w);
+    msg_buf_release(&all);
+    b.len = 0;
+    free(v);
+    /* PULL: a hostile path, a claimed count with no bytes, unknown flags */
+    f = raw_begin(&b, MSG_PULL);
+    raw_le(&b, MSG_PULL_LAST, 4);
+    raw_le(&b, 1, 4);
+    raw_str(&b, "a", 1);
+    raw_str(&b, "../etc/passwd", 13);
+    raw_end(&b, f);
+    refused(&b, -EINVAL, "as");
+    f = raw_begin(&b, MSG_PULL);
+    raw_le(&b, 0, 4);
+    raw_le(&b, 0xffffffffu, 4);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "entries cannot be");
+    f = raw_begin(&b, MSG_PULL);
+    raw_le(&b, 2, 4);
+    raw_le(&b, 0, 4);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "unknown flags");
+    struct msg_pull_entry bad = {.from = ".wsync/index.db", .as = "x"};
+    pl.pull.entries = &bad;
+    pl.pull.n = 1;
+    ck_assert_int_lt(msg_encode(&pl, &b, err, sizeof(err)), 0);
+    ck_assert_uint_eq(b.len, 0);
+    msg_buf_release(&b);
+}
+END_TEST
+
 START_TEST(list_limits_and_tree_order)
 {
     /* Tree order: a directory's subtree follows it directly. */
@@ -1575,6 +1679,7 @@ int main(void)
     tcase_add_test(tc, each_limit_is_enforced_to_the_byte);
     tcase_add_test(tc, malformed_frames_are_refused_with_a_reason);
     tcase_add_test(tc, hello_rules);
+    tcase_add_test(tc, peer_and_pull_round_trip_and_limits);
     tcase_add_test(tc, list_limits_and_tree_order);
     tcase_add_test(tc, grouped_lists_and_groups);
     tcase_add_test(tc, data_must_match_its_id);
