@@ -24,7 +24,11 @@ static const char help[] =
     "resolve --keep theirs: keep the other machine's version (a copy made\n"
     "                       elsewhere replaces the file; copies made here go)\n"
     "'This machine' is the host label: $WSYNC_HOST, else the host name.  The\n"
-    "next 'wsync sync' carries the result to the peer.\n";
+    "next 'wsync sync' carries the result to the peer.\n"
+    "\n"
+    "Examples:\n"
+    "  wsync conflicts                            # what the last syncs left\n"
+    "  wsync conflicts resolve --keep mine config/  # this machine wins there\n";
 
 struct ctx {
     const char *src;
