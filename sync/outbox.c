@@ -116,7 +116,7 @@ static void *reader_main(void *arg)
                     r = -ENOMEM;
                 }
             }
-            if (!r) {
+            if (!r && m.want.n) {
                 memcpy(o->wanted + o->nwanted, m.want.ids, m.want.n * sizeof(*m.want.ids));
                 o->nwanted += m.want.n;
             }

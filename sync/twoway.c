@@ -91,7 +91,7 @@ static int by_path(const void *a, const void *b)
 static const struct entry *list_find(const struct list *l, const char *path)
 {
     struct entry key = {.path = (char *)path};
-    return bsearch(&key, l->v, l->n, sizeof(*l->v), by_path);
+    return l->n ? bsearch(&key, l->v, l->n, sizeof(*l->v), by_path) : NULL;
 }
 
 /* ---- the session ---- */
@@ -163,7 +163,7 @@ static int open_local(struct session *S)
         r = apply_open(S->src, S->ix, S->opt->dry_run, &S->ap, S->err, S->errsize);
     if (!r && (r = index_foreach(S->ix, "", local_row, &S->mine)))
         snprintf(S->err, S->errsize, "reading the index of %s: %s", S->src, strerror(-r));
-    if (!r)
+    if (!r && S->mine.n > 1) /* an empty list is NULL, which qsort() must not see */
         qsort(S->mine.v, S->mine.n, sizeof(*S->mine.v), by_path);
     return r;
 }
@@ -231,7 +231,7 @@ static int read_whole_tree(struct session *S)
             r = read_listing(S); /* may move S->theirs.v: dirs[] is not used after */
     }
     /* Tree order on the wire; strcmp order for the merge. */
-    if (!r)
+    if (!r && S->theirs.n > 1)
         qsort(S->theirs.v, S->theirs.n, sizeof(*S->theirs.v), by_path);
     return r;
 }
@@ -519,7 +519,8 @@ static int push(struct session *S)
 /* Every path now equal on both sides becomes agreed. */
 static int record(struct session *S)
 {
-    qsort(S->refused.v, S->refused.n, sizeof(*S->refused.v), by_path);
+    if (S->refused.n > 1)
+        qsort(S->refused.v, S->refused.n, sizeof(*S->refused.v), by_path);
     int r = ancestors_begin(S->anc);
     for (size_t i = 0; !r && i < S->n; i++) {
         const struct rc_item *it = &S->items[i];
