@@ -218,8 +218,7 @@ static void check_allow_other(struct report *rp, const char *conf, bool root)
 static void stale_mount(const struct mount_info *m, void *arg)
 {
     struct report *rp = arg;
-    struct stat st;
-    if (stat(m->mountpoint, &st) == 0 || errno != ENOTCONN)
+    if (mounts_probe(m->mountpoint) != -ENOTCONN)
         return;
     char fix[PATH_MAX + 32];
     snprintf(fix, sizeof(fix), "wsync unmount %s", m->mountpoint);
@@ -233,8 +232,9 @@ static void check_mount_point(struct report *rp, const char *mnt)
 {
     struct stat st;
     char fix[2 * PATH_MAX];
-    if (stat(mnt, &st) < 0) {
-        int e = errno;
+    int e = -mounts_probe(mnt);
+    if (e || stat(mnt, &st) < 0) {
+        e = e ? e : errno;
         if (e == ENOTCONN) {
             snprintf(fix, sizeof(fix), "wsync unmount %s", mnt);
             finding(rp, LEVEL_FAIL, "mount-point", fix, "mount point %s is a stale mount", mnt);
@@ -339,7 +339,14 @@ static void check_far_side(struct report *rp, const char *text, const char *rsh,
 {
     char err[2048];
     struct dest d;
-    if (dest_parse(text, &d, err, sizeof(err)) != 0) {
+    char *abs = cli_dest_arg(text);
+    int parsed = -errno;
+    if (abs)
+        parsed = dest_parse(abs, &d, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "%s: %s", text, strerror(-parsed));
+    free(abs);
+    if (parsed != 0) {
         finding(rp, LEVEL_FAIL, "far-side", "see 'wsync push --help' for DEST forms", "%s", err);
         return;
     }

@@ -34,9 +34,10 @@ static const char help[] =
     "                      a stale size until they are closed\n"
     "      --timeout SECS  kernel entry/attribute cache timeout (default 86400,\n"
     "                      kept exact by watching SRC)\n"
-    "      --mirror DEST   keep DEST (/abs/path, host:/path or ssh://...) equal to\n"
-    "                      SRC while mounted; repeatable.  Changes reach it within\n"
-    "                      milliseconds; an unreachable DEST is retried and caught up.\n"
+    "      --mirror DEST   keep DEST (a local path, host:/path or ssh://...)\n"
+    "                      equal to SRC while mounted; repeatable.  Changes reach\n"
+    "                      it within milliseconds; an unreachable DEST is retried\n"
+    "                      and caught up.\n"
     "                      The remotes of 'wsync remote add' (SRC/.wsync/config)\n"
     "                      are mirrored too, without this option\n"
     "  -e, --rsh CMD       reach mirrors through CMD instead of ssh (as push)\n"
@@ -67,8 +68,9 @@ static int check_source(const char *src_arg, char **src)
 static int check_mountpoint(const char *mnt_arg, char **mnt)
 {
     struct stat st;
-    if (stat(mnt_arg, &st) < 0) {
-        if (errno == ENOTCONN)
+    int dead = mounts_probe(mnt_arg) == -ENOTCONN;
+    if (dead || stat(mnt_arg, &st) < 0) {
+        if (dead)
             return cli_error("mount point %s is a stale mount whose daemon died; "
                              "run 'wsync unmount %s' first",
                              mnt_arg, mnt_arg);
@@ -214,7 +216,8 @@ int cmd_mount(int argc, char **argv)
         case 'm':
             if (dopt.nmirrors == MOUNT_MAX_MIRRORS)
                 return cli_usage_error("mount", "at most %d --mirror", MOUNT_MAX_MIRRORS);
-            dopt.mirrors[dopt.nmirrors++] = optarg;
+            if (!(dopt.mirrors[dopt.nmirrors++] = cli_dest_arg(optarg)))
+                return cli_error("%s: %s", optarg, strerror(errno));
             break;
         case 'e': dopt.rsh = optarg; break;
         case 'W': dopt.wsync_path = optarg; break;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 
 /* Undo the kernel's octal escapes (\040 for space and friends) in place. */
 static void unescape(char *s)
@@ -129,4 +130,10 @@ void mount_info_release(struct mount_info *m)
     free(m->source);
     free(m->fstype);
     *m = (struct mount_info){0};
+}
+
+int mounts_probe(const char *path)
+{
+    struct statfs sf;
+    return statfs(path, &sf) == 0 ? 0 : -errno;
 }

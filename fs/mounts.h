@@ -29,4 +29,10 @@ int mounts_foreach_wsync(void (*fn)(const struct mount_info *m, void *arg), void
 
 void mount_info_release(struct mount_info *m);
 
+/* 0 if path is reachable, -ENOTCONN if it is a FUSE mount whose daemon died,
+ * else -errno.  It asks with statfs(), which always reaches the daemon: a
+ * stat() of a mount root is answered from the kernel's attribute cache even
+ * after the daemon is gone. */
+int mounts_probe(const char *path);
+
 #endif
