@@ -33,6 +33,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * mount, where realpath() fails with ENOTCONN).  Caller frees. */
 char *cli_absolute_path(const char *path);
 
+/* DEST as the user typed it, with a local relative path made absolute from
+ * the current directory (as rsync takes it); host:path and ssh:// forms are
+ * returned as they are.  Caller frees; NULL with errno on failure. */
+char *cli_dest_arg(const char *dest);
+
 /* Find SRC for `path` (a mount point, anything inside a mount, or SRC or
  * anything inside it).  On success *src is malloc'ed.  0 or -errno. */
 int cli_find_src(const char *path, char **src);

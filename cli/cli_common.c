@@ -66,6 +66,16 @@ char *cli_absolute_path(const char *path)
     return out;
 }
 
+char *cli_dest_arg(const char *dest)
+{
+    const char *colon = strchr(dest, ':');
+    const char *slash = strchr(dest, '/');
+    bool remote = strncmp(dest, "ssh://", 6) == 0 || (colon && (!slash || colon < slash));
+    if (remote || dest[0] == '/' || !dest[0])
+        return strdup(dest);
+    return cli_absolute_path(dest);
+}
+
 int cli_find_src(const char *path, char **src)
 {
     *src = NULL;

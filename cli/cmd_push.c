@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "progress.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@ static const char push_help[] =
     "\n"
     "Make DEST's mirrored tree identical to SRC's, sending only the chunks DEST\n"
     "lacks (lz4-compressed).  A renamed or copied file costs no data.  DEST is\n"
-    "/abs/path, host:/path or ssh://[user@]host[:port]/path; the far side runs\n"
+    "a local path, host:/path or ssh://[user@]host[:port]/path; the far side runs\n"
     "'wsync serve' (through ssh, or --rsh).  Ignored and local paths (see\n"
     "docs/rules.md) are never sent.  SRC needs no mount: its index is made in\n"
     "SRC/.wsync on first use.\n"
@@ -90,7 +91,10 @@ static int run(int argc, char **argv, bool verify)
     if (argc - optind != 2)
         return cli_usage_error(name, "expected SRC and DEST");
     opt.src = argv[optind];
-    opt.dest = argv[optind + 1];
+    char *dest = cli_dest_arg(argv[optind + 1]);
+    if (!dest)
+        return cli_error("%s: %s", argv[optind + 1], strerror(errno));
+    opt.dest = dest;
     if (json)
         opt.progress = false;
     opt.on_progress = progress_push_hook;

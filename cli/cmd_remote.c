@@ -27,7 +27,8 @@ static const char help[] =
     "one the current directory (or -C PATH) belongs to: SRC, the mount point,\n"
     "or anything inside either.\n"
     "\n"
-    "DEST is /abs/path, host:/path or ssh://[user@]host[:port]/path.\n"
+    "DEST is a local path (saved absolute), host:/path or\n"
+    "ssh://[user@]host[:port]/path.\n"
     "\n"
     "Options:\n"
     "  -C, --dir PATH      the project PATH belongs to; with 'add', a directory\n"
@@ -111,7 +112,9 @@ static int remote_add(struct remote_cmd *c, int argc, char **argv)
     if (argc != 2)
         return cli_usage_error("remote", "add expects NAME and DEST");
     c->def.name = argv[0];
-    c->def.dest = argv[1];
+    c->def.dest = cli_dest_arg(argv[1]); /* saved absolute: the daemon runs in / */
+    if (!c->def.dest)
+        return cli_error("%s: %s", argv[1], strerror(errno));
     char err[PATH_MAX + 1024];
     struct dest d;
     if (dest_parse(c->def.dest, &d, err, sizeof(err)) != 0)

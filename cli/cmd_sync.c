@@ -2,6 +2,7 @@
 #include "../sync/twoway.h"
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -60,7 +61,10 @@ int cmd_sync(int argc, char **argv)
     if (argc - optind != 2)
         return cli_usage_error("sync", "expected SRC and DEST");
     opt.src = argv[optind];
-    opt.dest = argv[optind + 1];
+    char *dest = cli_dest_arg(argv[optind + 1]);
+    if (!dest)
+        return cli_error("%s: %s", argv[optind + 1], strerror(errno));
+    opt.dest = dest;
     if ((verbose || opt.dry_run) && !json)
         opt.list = stdout;
     struct twoway_result res;

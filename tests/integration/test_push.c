@@ -232,11 +232,7 @@ END_TEST
 START_TEST(bad_destinations_are_named)
 {
     int st;
-    char *out = wm_sh_out(&st, "'%s' push '%s' relative/dir 2>&1", wm_bin(), m.src);
-    ck_assert_int_eq(st, 1);
-    ck_assert_msg(strstr(out, "absolute path"), "%s", out);
-    free(out);
-    out = wm_sh_out(&st, "'%s' push --rsh false '%s' host:/x 2>&1", wm_bin(), m.src);
+    char *out = wm_sh_out(&st, "'%s' push --rsh false '%s' host:/x 2>&1", wm_bin(), m.src);
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "host:/x"), "%s", out);
     free(out);
@@ -252,6 +248,24 @@ START_TEST(bad_destinations_are_named)
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "afile"), "%s", out);
     free(out);
+}
+END_TEST
+
+/* A local DEST may be relative, as with rsync: it is taken from the cwd. */
+START_TEST(relative_destination_is_taken_from_the_cwd)
+{
+    wm_write(SRC("f"), "relative");
+    int st;
+    char *out = wm_sh_out(&st, "cd '%s' && '%s' push -q '%s' rel/dest 2>&1 && '%s' verify '%s' ./rel/dest",
+                          m.root, wm_bin(), m.src, wm_bin(), m.src);
+    ck_assert_msg(st == 0, "%s", out);
+    ck_assert_msg(strstr(out, "identical"), "%s", out);
+    free(out);
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/rel/dest/f", m.root);
+    char *got = wm_read(path, NULL);
+    ck_assert_str_eq(got, "relative");
+    free(got);
 }
 END_TEST
 
@@ -631,6 +645,7 @@ int main(void)
     tcase_add_test(tc, sparse_stays_sparse_and_local_paths_stay_home);
     tcase_add_test(tc, symlink_in_dest_cannot_redirect_writes);
     tcase_add_test(tc, bad_destinations_are_named);
+    tcase_add_test(tc, relative_destination_is_taken_from_the_cwd);
     tcase_add_test(tc, hard_links_stay_links);
     tcase_add_test(tc, directory_and_symlink_mtimes_are_kept);
     tcase_add_test(tc, unchanged_subtrees_are_not_listed);
