@@ -318,10 +318,14 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
     /* The path must be computed while the name still exists. */
     char path[PATH_MAX];
     bool have_path = wfs_relpath(fs, pfd, name, path, sizeof(path));
-    if (unlinkat(pfd, name, flags) < 0) {
-        fuse_reply_err(req, errno);
+    bool skeleton = have_path && (flags & AT_REMOVEDIR) && fs->ov->has_local;
+    int r = skeleton ? overlay_rmdir_skeleton(fs, path, true) : 0; /* local entries inside? */
+    if (r || unlinkat(pfd, name, flags) < 0) {
+        fuse_reply_err(req, r ? -r : errno);
         return;
     }
+    if (skeleton)
+        overlay_rmdir_skeleton(fs, path, false);
     if (have_path)
         change_stream_note(fs->changes, CHANGE_DELETE, path, NULL, 0, 0);
     fuse_reply_err(req, 0);
@@ -350,7 +354,9 @@ void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
         return;
     }
     struct wfs_inode *dir = wfs_inode_of(req, parent), *ndir = wfs_inode_of(req, newparent);
-    if (overlay_child_may_be_local(fs, dir, name) ||
+    /* With local paths anywhere, even a mirrored rename must see the merged
+     * view: a target dir empty in SRC may hold local entries. */
+    if (fs->ov->has_local || overlay_child_may_be_local(fs, dir, name) ||
         overlay_child_may_be_local(fs, ndir, newname)) {
         int r = overlay_rename(fs, dir, name, ndir, newname, flags);
         if (r <= 0) {
@@ -366,6 +372,8 @@ void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
         fuse_reply_err(req, errno);
         return;
     }
+    if (ok_from && ok_to)
+        overlay_follow_rename(fs, from, to, flags & RENAME_EXCHANGE);
     if (ok_from && ok_to && (flags & RENAME_EXCHANGE)) {
         change_stream_note(fs->changes, CHANGE_RENAME_TO, to, from, 0, 0);
         change_stream_note(fs->changes, CHANGE_RENAME_TO, from, to, 0, 0);

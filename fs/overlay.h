@@ -165,6 +165,10 @@ struct ov_dirent {
 int overlay_list(struct wfs *fs, struct wfs_inode *dir, struct ov_dirent **out, size_t *n);
 void overlay_list_free(struct ov_dirent *v, size_t n);
 
+/* A merged dir's link count as a native dir would have it: 2 + its
+ * visible subdirectories (the root's state dir not counted).  0 or -errno. */
+int overlay_dir_nlink(struct wfs *fs, struct wfs_inode *dir, nlink_t *out);
+
 /* Does dir need a merged listing (a local dir in the upper layer, or a
  * skeleton dir)?  Else a plain readdir of dir->fd is exact. */
 bool overlay_needs_merge(struct wfs *fs, struct wfs_inode *dir);
@@ -201,8 +205,19 @@ int overlay_clear_whiteouts(int upfd, const char *name);
 
 /* ---- renames (overlay_rename.c) ---- */
 
-/* rename(2) where either side is local.  Notes the change.  0 or -errno. */
+/* rename(2) where either side may be local.  Notes the change.  0 done,
+ * 1 for the plain rename in SRC (both mirrored), or -errno. */
 int overlay_rename(struct wfs *fs, struct wfs_inode *dir, const char *name,
                    struct wfs_inode *newdir, const char *newname, unsigned int flags);
+
+/* After the plain rename of mirrored `from` to `to` (paths relative to
+ * SRC), move the skeleton dir of what moved along with it (swap them for
+ * RENAME_EXCHANGE), so its local entries follow: pkg/__pycache__ moves
+ * with pkg.  Best effort: on failure they stay, intact, at the old path. */
+void overlay_follow_rename(struct wfs *fs, const char *from, const char *to, bool exchange);
+
+/* rmdir of the mirrored dir `path`: its skeleton dir, if any, must show
+ * nothing (0, else -ENOTEMPTY); without dry_run it is removed too. */
+int overlay_rmdir_skeleton(struct wfs *fs, const char *path, bool dry_run);
 
 #endif

@@ -326,6 +326,23 @@ out:
     return r;
 }
 
+/* Give the skeleton dir skel the owner and mode its SRC dir has now (they
+ * may have changed since it was made): a new local entry inherits a
+ * setgid dir's group and bit from the dir it is really created in. */
+static void match_skeleton(int src_dir, int skel)
+{
+    struct stat s, k;
+    if (fstat(src_dir, &s) < 0 || fstat(skel, &k) < 0)
+        return;
+    if ((s.st_uid != k.st_uid || s.st_gid != k.st_gid) &&
+        fchownat(skel, "", s.st_uid, s.st_gid, AT_EMPTY_PATH) < 0)
+        return;
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(skel, proc);
+    if ((s.st_mode & 07777) != (k.st_mode & 07777) && chmod(proc, s.st_mode & 07777) < 0)
+        return; /* best effort: the entry is still made, as without this */
+}
+
 int overlay_upper_dir_for(struct wfs *fs, struct wfs_inode *dir, int *fd, bool *owned)
 {
     unsigned l = __atomic_load_n(&dir->layer, __ATOMIC_ACQUIRE);
@@ -346,6 +363,8 @@ int overlay_upper_dir_for(struct wfs *fs, struct wfs_inode *dir, int *fd, bool *
         return -ENOENT;
     pthread_mutex_lock(&fs->ov->copy_lock);
     int r = overlay_upper_chain(fs, path);
+    if (r >= 0)
+        match_skeleton(dir->fd, r);
     pthread_mutex_unlock(&fs->ov->copy_lock);
     if (r < 0)
         return r;

@@ -170,6 +170,23 @@ int overlay_list(struct wfs *fs, struct wfs_inode *dir, struct ov_dirent **out, 
     return 0;
 }
 
+int overlay_dir_nlink(struct wfs *fs, struct wfs_inode *dir, nlink_t *out)
+{
+    struct ov_dirent *v;
+    size_t n;
+    int r = overlay_list(fs, dir, &v, &n);
+    if (r)
+        return r;
+    bool root = dir == inode_table_root(fs->inodes);
+    nlink_t links = 2;
+    for (size_t i = 0; i < n; i++)
+        links += v[i].type == DT_DIR && strcmp(v[i].name, ".") != 0 &&
+                 strcmp(v[i].name, "..") != 0 && !(root && strcmp(v[i].name, WFS_STATE_DIR) == 0);
+    overlay_list_free(v, n);
+    *out = links;
+    return 0;
+}
+
 int overlay_set_opaque(int upfd, const char *name)
 {
     int fd = openat(upfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

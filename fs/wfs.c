@@ -218,15 +218,22 @@ int wfs_stat(struct wfs *fs, fuse_ino_t ino, int fd, struct stat *st)
 {
     if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    /* The hidden state dir must not show in the root's link count
-     * (find and others trust nlink - 2 as the number of subdirectories). */
-    if (ino == FUSE_ROOT_ID && st->st_nlink > 2)
-        st->st_nlink--;
-    /* The kernel's st_ino stays the same across a copy-up. */
-    st->st_ino = (ino == FUSE_ROOT_ID ? inode_table_root(fs->inodes)
-                                      : (struct wfs_inode *)(uintptr_t)ino)
-                     ->shown_ino;
+    struct wfs_inode *in =
+        ino == FUSE_ROOT_ID ? inode_table_root(fs->inodes) : (struct wfs_inode *)(uintptr_t)ino;
+    wfs_shown_nlink(fs, in, st);
+    st->st_ino = in->shown_ino; /* the kernel's st_ino stays the same across a copy-up */
     return 0;
+}
+
+void wfs_shown_nlink(struct wfs *fs, struct wfs_inode *in, struct stat *st)
+{
+    if (!S_ISDIR(st->st_mode))
+        return;
+    nlink_t merged;
+    if (fs->ov->has_local && overlay_needs_merge(fs, in) && overlay_dir_nlink(fs, in, &merged) == 0)
+        st->st_nlink = merged;
+    else if (in == inode_table_root(fs->inodes) && st->st_nlink > 2)
+        st->st_nlink--;
 }
 
 int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
@@ -241,8 +248,8 @@ int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fu
                                                    : (struct wfs_inode *)(uintptr_t)parent;
     if (fs->ov->has_local || overlay_is_local(dir)) {
         int r = overlay_lookup(fs, dir, name, e);
-        if (!r && e->ino == FUSE_ROOT_ID && e->attr.st_nlink > 2)
-            e->attr.st_nlink--;
+        if (!r)
+            wfs_shown_nlink(fs, wfs_inode_of_fs(fs, e->ino), &e->attr);
         return r;
     }
     int fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -260,8 +267,7 @@ int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fu
     if (!in)
         return -ENOMEM;
     e->ino = in == inode_table_root(fs->inodes) ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
-    if (e->ino == FUSE_ROOT_ID && e->attr.st_nlink > 2)
-        e->attr.st_nlink--;
+    wfs_shown_nlink(fs, in, &e->attr);
     return 0;
 }
 

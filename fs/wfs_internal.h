@@ -72,8 +72,13 @@ void wfs_proc_path(int fd, char buf[WFS_PROC_PATH_MAX]);
 /* True for the state dir's name in the root: it must stay unreachable. */
 bool wfs_is_hidden(fuse_ino_t parent, const char *name);
 
-/* fstat an inode, adjusted for what the mount shows (root's nlink excludes .wsync). */
+/* fstat an inode, adjusted for what the mount shows (wfs_shown_nlink). */
 int wfs_stat(struct wfs *fs, fuse_ino_t ino, int fd, struct stat *st);
+
+/* A directory's link count as the mount shows it: without the hidden state
+ * dir at the root, and counted over the merged listing for an overlay dir.
+ * find and others trust nlink - 2 as the number of subdirectories. */
+void wfs_shown_nlink(struct wfs *fs, struct wfs_inode *in, struct stat *st);
 
 /* Look up parent/name, add a kernel reference, fill e.  -errno on failure. */
 int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e);

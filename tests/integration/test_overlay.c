@@ -276,16 +276,29 @@ START_TEST(rename_across_layers)
     ck_assert_int_eq(access(MNT("build/d"), F_OK), -1);
     assert_content(SRC("build/d/in"), "in");
 
-    /* a mirrored dir into a local one and back out */
+    /* a mirrored dir with contents into a local one and back out: EXDEV
+     * (the inodes below it would keep their layer), so mv copies it */
     ck_assert_int_eq(wm_sh("mkdir -p '%s/s' && echo v > '%s/s/v'", MNT("srcdir"),
                            MNT("srcdir")),
                      0);
-    ck_assert_int_eq(rename(MNT("srcdir"), MNT2("build/srcdir")), 0);
+    ck_assert_int_eq(rename(MNT("srcdir"), MNT2("build/srcdir")), -1);
+    ck_assert_int_eq(errno, EXDEV);
+    ck_assert_int_eq(wm_sh("mv '%s' '%s'", MNT("srcdir"), MNT2("build/srcdir")), 0);
     assert_content(UPPER("build/srcdir/s/v"), "v\n");
     ck_assert_msg(!exists(SRC("srcdir")), "srcdir left in SRC");
-    ck_assert_int_eq(rename(MNT("build/srcdir"), MNT2("back")), 0);
+    ck_assert_int_eq(wm_sh("mv '%s' '%s'", MNT("build/srcdir"), MNT2("back")), 0);
     assert_content(SRC("back/s/v"), "v\n");
     ck_assert_msg(!exists(UPPER("build/srcdir")), "srcdir left in the overlay");
+
+    /* an empty dir, and a file with one name, change layers in one rename */
+    ck_assert_int_eq(mkdir(MNT("emptyd"), 0755), 0);
+    ck_assert_int_eq(rename(MNT("emptyd"), MNT2("build/emptyd")), 0);
+    ck_assert_msg(exists(UPPER("build/emptyd")) && !exists(SRC("emptyd")), "emptyd not moved up");
+    /* a file with two names does not: it would be one inode in both layers */
+    wm_write(MNT("two"), "2");
+    ck_assert_int_eq(link(MNT("two"), MNT2("two.b")), 0);
+    ck_assert_int_eq(rename(MNT("two"), MNT2("build/two")), -1);
+    ck_assert_int_eq(errno, EXDEV);
 
     /* RENAME_NOREPLACE sees the merged view */
     wm_write(MNT("build/nr"), "nr");
@@ -293,6 +306,43 @@ START_TEST(rename_across_layers)
                                RENAME_NOREPLACE),
                      -1);
     ck_assert_int_eq(errno, EEXIST);
+}
+END_TEST
+
+/* A mirrored dir's local entries (its skeleton in the overlay) follow it
+ * through renames and exchanges, and keep an rmdir from seeing it empty. */
+START_TEST(local_entries_follow_their_mirrored_dir)
+{
+    mount_it();
+    ck_assert_int_eq(wm_sh("mkdir -p '%s/__pycache__' && echo pyc > '%s/__pycache__/m.pyc'",
+                           MNT("pkg"), MNT("pkg")),
+                     0);
+    assert_content(UPPER("pkg/__pycache__/m.pyc"), "pyc\n");
+    ck_assert_int_eq(rename(MNT("pkg"), MNT2("pkg2")), 0);
+    assert_content(MNT("pkg2/__pycache__/m.pyc"), "pyc\n");
+    assert_content(UPPER("pkg2/__pycache__/m.pyc"), "pyc\n");
+    ck_assert_msg(!exists(MNT("pkg")) && !exists(UPPER("pkg")), "pkg's local entries stayed");
+
+    /* exchange with a dir that has none: they go with pkg2's contents */
+    ck_assert_int_eq(mkdir(MNT("other"), 0755), 0);
+    ck_assert_int_eq(renameat2(AT_FDCWD, MNT("pkg2"), AT_FDCWD, MNT2("other"), RENAME_EXCHANGE), 0);
+    assert_content(MNT("other/__pycache__/m.pyc"), "pyc\n");
+    ck_assert_msg(!exists(MNT("pkg2/__pycache__")), "exchange left the local dir behind");
+
+    /* SRC's dir is empty, the merged one is not */
+    ck_assert_int_eq(rmdir(MNT("other")), -1);
+    ck_assert_int_eq(errno, ENOTEMPTY);
+    ck_assert_int_eq(rename(MNT("pkg2"), MNT2("other")), -1);
+    ck_assert_int_eq(errno, ENOTEMPTY);
+    ck_assert_int_eq(wm_sh("rm -r '%s/__pycache__'", MNT("other")), 0);
+    ck_assert_int_eq(rmdir(MNT("other")), 0);
+    ck_assert_msg(!exists(SRC("other")) && !exists(UPPER("other")), "other left behind");
+
+    /* link count: a native dir's 2 + subdirectories, local ones included */
+    ck_assert_int_eq(wm_sh("mkdir -p '%s/sub' '%s/node_modules'", MNT("n"), MNT("n")), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(MNT("n"), &st), 0);
+    ck_assert_uint_eq(st.st_nlink, 4);
 }
 END_TEST
 
@@ -495,6 +545,7 @@ int main(void)
     tcase_add_test(tc, whiteouts_merged_and_opaque_dirs);
     tcase_add_test(tc, local_dir_new_in_session);
     tcase_add_test(tc, rename_across_layers);
+    tcase_add_test(tc, local_entries_follow_their_mirrored_dir);
     tcase_add_test(tc, persists_across_remount);
     tcase_add_test(tc, never_pushed_and_remote_local_paths_untouched);
     tcase_add_test(tc, cli_ls_diff_reset_promote);
