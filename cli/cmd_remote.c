@@ -35,9 +35,11 @@ static const char help[] =
     "                      that is not a project yet becomes one (SRC)\n"
     "  -e, --rsh CMD       (add) reach DEST through CMD instead of ssh\n"
     "      --wsync-path P  (add) the far side's wsync binary\n"
-    "      --mode MODE     (add) replica: this side wins and DEST is a copy (the\n"
-    "                      default and, for now, the only mode implemented;\n"
-    "                      safe and two-way are reserved)\n"
+    "      --mode MODE     (add) replica (default): this side wins, DEST is a copy;\n"
+    "                      safe: one-way, but an edit made at DEST is never\n"
+    "                      overwritten: it is kept here as a conflict copy;\n"
+    "                      two-way: edits flow both ways, conflicts keep both\n"
+    "                      versions (DEST needs this version of wsync)\n"
     "      --json          (ls) one JSON array\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -120,9 +122,6 @@ static int remote_add(struct remote_cmd *c, int argc, char **argv)
     if (dest_parse(c->def.dest, &d, err, sizeof(err)) != 0)
         return cli_error("%s", err);
     dest_release(&d);
-    if (c->def.mode != REMOTE_MODE_REPLICA)
-        return cli_error("mode %s is not implemented yet: only replica",
-                         remote_mode_name(c->def.mode));
     if (find_project(c, true))
         return 1;
     int lock = remotes_lock(c->state, err, sizeof(err));

@@ -7,6 +7,7 @@
  */
 #include "mount_daemon.h"
 #include "../fs/change_stream.h"
+#include "../fs/wfs_forget.h"
 #include "../sync/control.h"
 #include "../sync/indexer.h"
 #include "../sync/mirror_set.h"
@@ -267,6 +268,14 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     }
 }
 
+/* A two-way round changed a path in SRC from this process: the watcher
+ * skips our own events, so drop the kernel's cache of it here. */
+static void forget_applied(const char *path, void *arg)
+{
+    struct daemon *d = arg;
+    wfs_forget_path(d->fs, path);
+}
+
 static void kick_mirrors(void *arg)
 {
     struct daemon *d = arg;
@@ -324,7 +333,8 @@ int mount_daemon_run(const struct daemon_options *dopt, int ready_fd)
     struct mirror_set_options mopt = {.src = opt->src, .dests = dopt->mirrors,
                                       .ndests = dopt->nmirrors, .rsh = dopt->rsh,
                                       .wsync_path = dopt->wsync_path,
-                                      .log_fd = ready_fd >= 0 ? d.log_fd : -1};
+                                      .log_fd = ready_fd >= 0 ? d.log_fd : -1,
+                                      .on_applied = forget_applied, .on_applied_arg = &d};
     struct mirror_set *mirrors = NULL;
     int mr = mirror_set_start(&mopt, &mirrors, err, sizeof(err));
     __atomic_store_n(&d.mirrors, mirrors, __ATOMIC_RELEASE);

@@ -78,6 +78,7 @@ const char *msg_type_name(unsigned type)
         [MSG_LINK] = "LINK",     [MSG_COMMIT] = "COMMIT",     [MSG_ACK] = "ACK",
         [MSG_ERROR] = "ERROR",   [MSG_BYE] = "BYE",           [MSG_LIST] = "LIST",
         [MSG_GROUP] = "GROUP",   [MSG_PEER] = "PEER",         [MSG_PULL] = "PULL",
+        [MSG_RESCAN] = "RESCAN", [MSG_WATCH] = "WATCH",       [MSG_CHANGED] = "CHANGED",
     };
     static __thread char unknown[16];
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -1517,7 +1518,10 @@ int msg_encode(const struct msg *m, struct msg_buf *out, char *err, size_t errsi
         r = encode_error(&w, &m->error, err, errsize);
         break;
     case MSG_BYE:
-        frame_end(&w, frame_begin(&w, MSG_BYE));
+    case MSG_RESCAN:
+    case MSG_WATCH:
+    case MSG_CHANGED: /* empty payloads */
+        frame_end(&w, frame_begin(&w, (uint8_t)m->type));
         r = 1;
         break;
     case MSG_PEER:
@@ -1599,6 +1603,9 @@ int msg_decode(uint8_t type, const uint8_t *payload, size_t len, struct msg *m, 
         e = decode_error(m, &r);
         break;
     case MSG_BYE:
+    case MSG_RESCAN:
+    case MSG_WATCH:
+    case MSG_CHANGED:
         e = get_end(&r);
         break;
     case MSG_PEER:

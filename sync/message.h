@@ -48,6 +48,9 @@ enum msg_type {
     MSG_GROUP = 16,
     MSG_PEER = 17, /* two-way sync: who each side is (docs/protocol.md §11) */
     MSG_PULL = 18, /* two-way sync: the receiver asks the far side to send paths */
+    MSG_RESCAN = 19,  /* live two-way: a new round, list ROOT afresh (§12) */
+    MSG_WATCH = 20,   /* live two-way: idle now; say CHANGED when ROOT changes */
+    MSG_CHANGED = 21, /* live two-way: ROOT changed since the last listing */
 };
 
 /* Directories one LIST may name (a hard limit of the protocol). */
@@ -59,7 +62,8 @@ enum msg_type {
 #define MSG_HELLO_DELETE  0x1u /* delete what the sender does not have */
 #define MSG_HELLO_DRY_RUN 0x2u /* check and count; the receiver writes nothing */
 #define MSG_HELLO_VERIFY  0x4u /* only compare roots: manifest end, then BYE */
-#define MSG_HELLO_FLAGS   0x7u /* every flag this version knows */
+#define MSG_HELLO_LIVE    0x8u /* live two-way: RESCAN/WATCH/CHANGED spoken (§12) */
+#define MSG_HELLO_FLAGS   0xfu /* every flag this version knows */
 
 #define MSG_MANIFEST_ELIDED  0x1u /* entries left out: digest equals HELLO's */
 #define MSG_COMMIT_WANT_ROOT 0x1u /* ACK carries the tree root after the commit */

@@ -9,6 +9,7 @@
 #include "mirror_set.h"
 #include "index.h"
 #include "mirror.h"
+#include "mirror_twoway.h"
 #include "remotes.h"
 #include "strbuf.h"
 
@@ -24,14 +25,17 @@
 #define MAX_SLOTS 32
 
 struct slot {
-    struct remote_def def; /* name NULL for a --mirror DEST */
-    struct mirror *m;      /* NULL: not started (see note) */
+    struct remote_def def;    /* name NULL for a --mirror DEST */
+    struct mirror *m;         /* replica worker, or */
+    struct mirror_twoway *tw; /* two-way or safe worker; both NULL: not started (see note) */
     char note[512];
 };
 
 struct mirror_set {
     char *src, *state;
     int log_fd;
+    void (*on_applied)(const char *path, void *arg);
+    void *on_applied_arg;
     struct index *ix; /* ours, for journal figures; used under ctl */
     pthread_mutex_t ctl, lock;
     struct slot slots[MAX_SLOTS];
@@ -52,14 +56,18 @@ static int slot_start(struct mirror_set *ms, struct slot *sl, const struct remot
     memset(sl, 0, sizeof(*sl));
     if (remote_def_copy(&sl->def, def) != 0)
         return snprintf(err, errsize, "out of memory"), -ENOMEM;
-    if (def->mode != REMOTE_MODE_REPLICA) {
-        snprintf(sl->note, sizeof(sl->note),
-                 "not started: mode %s is not implemented yet (only replica)",
-                 remote_mode_name(def->mode));
-        return 0;
-    }
-    int r = mirror_start(ms->src, def->dest, def->rsh, def->wsync_path, ms->log_fd, &sl->m, err,
+    int r;
+    if (def->mode == REMOTE_MODE_REPLICA) {
+        r = mirror_start(ms->src, def->dest, def->rsh, def->wsync_path, ms->log_fd, &sl->m, err,
                          errsize);
+    } else {
+        struct mirror_twoway_options o = {.src = ms->src, .dest = def->dest, .rsh = def->rsh,
+                                          .wsync_path = def->wsync_path,
+                                          .safe = def->mode == REMOTE_MODE_SAFE,
+                                          .log_fd = ms->log_fd, .on_applied = ms->on_applied,
+                                          .on_applied_arg = ms->on_applied_arg};
+        r = mirror_twoway_start(&o, &sl->tw, err, errsize);
+    }
     if (r) {
         if (def->name) /* a configured remote: listed with its cause */
             snprintf(sl->note, sizeof(sl->note), "not started: %s", err);
@@ -70,11 +78,36 @@ static int slot_start(struct mirror_set *ms, struct slot *sl, const struct remot
     return 0;
 }
 
+static bool slot_running(const struct slot *sl)
+{
+    return sl->m || sl->tw;
+}
+
+static void slot_kick(struct slot *sl)
+{
+    if (sl->m)
+        mirror_kick(sl->m);
+    if (sl->tw)
+        mirror_twoway_kick(sl->tw);
+}
+
+static void slot_status(const struct slot *sl, struct mirror_status *st,
+                        struct mirror_twoway_stats *ex)
+{
+    memset(ex, 0, sizeof(*ex));
+    if (sl->m)
+        mirror_get_status(sl->m, st);
+    if (sl->tw)
+        mirror_twoway_get_status(sl->tw, st, ex);
+}
+
 static void slot_stop(struct slot *sl)
 {
     mirror_stop(sl->m);
+    mirror_twoway_stop(sl->tw);
     remote_def_release(&sl->def);
     sl->m = NULL;
+    sl->tw = NULL;
 }
 
 static void add_slot(struct mirror_set *ms, const struct slot *sl)
@@ -111,6 +144,8 @@ int mirror_set_start(const struct mirror_set_options *opt, struct mirror_set **o
     if (!ms)
         return -ENOMEM;
     ms->log_fd = opt->log_fd;
+    ms->on_applied = opt->on_applied;
+    ms->on_applied_arg = opt->on_applied_arg;
     pthread_mutex_init(&ms->ctl, NULL);
     pthread_mutex_init(&ms->lock, NULL);
     ms->src = strdup(opt->src);
@@ -155,8 +190,7 @@ void mirror_set_kick(struct mirror_set *ms)
         return;
     pthread_mutex_lock(&ms->lock);
     for (size_t i = 0; i < ms->n; i++)
-        if (ms->slots[i].m)
-            mirror_kick(ms->slots[i].m);
+        slot_kick(&ms->slots[i]);
     pthread_mutex_unlock(&ms->lock);
 }
 
@@ -207,7 +241,7 @@ void mirror_set_reload(struct mirror_set *ms, struct strbuf *reply)
             continue;
         }
         add_slot(ms, &sl);
-        strbuf_addf(reply, "%s %s %s%s%s\n", sl.m ? "started" : "listed", sl.def.name, sl.def.dest,
+        strbuf_addf(reply, "%s %s %s%s%s\n", slot_running(&sl) ? "started" : "listed", sl.def.name, sl.def.dest,
                     sl.note[0] ? ": " : "", sl.note);
     }
     if (reply->len == before)
@@ -248,11 +282,11 @@ static void slot_lag(struct mirror_set *ms, const struct mirror_status *st, uint
 }
 
 static void status_text(struct strbuf *out, const struct slot *sl, const struct mirror_status *st,
-                        const struct lag *lag)
+                        const struct mirror_twoway_stats *ex, const struct lag *lag)
 {
     strbuf_addf(out, "remote:   %s -> %s (%s)\n", sl->def.name ? sl->def.name : "(--mirror)",
                 sl->def.dest, remote_mode_name(sl->def.mode));
-    if (!sl->m) {
+    if (!slot_running(sl)) {
         strbuf_addf(out, "          %s\n", sl->note);
         return;
     }
@@ -269,13 +303,23 @@ static void status_text(struct strbuf *out, const struct slot *sl, const struct 
     }
     strbuf_adds(out, ", sent ");
     add_bytes(out, st->bytes_out);
-    strbuf_addf(out, " in %" PRIu64 " batches\n", st->batches);
+    strbuf_addf(out, " in %" PRIu64 " %s\n", st->batches, sl->tw ? "rounds" : "batches");
+    if (sl->tw)
+        strbuf_addf(out,
+                    "          pulled %" PRIu64 ", pushed %" PRIu64 " paths, conflicts %" PRIu64
+                    "%s",
+                    ex->pulled, ex->pushed, ex->conflicts,
+                    ex->conflicts ? " (see wsync conflicts)" : "");
+    if (sl->tw && ex->held)
+        strbuf_addf(out, ", %" PRIu64 " held back by them", ex->held);
+    if (sl->tw)
+        strbuf_adds(out, "\n");
     if (st->last_error[0])
         strbuf_addf(out, "          last error: %s\n", st->last_error);
 }
 
 static void status_json(struct strbuf *out, const struct slot *sl, const struct mirror_status *st,
-                        const struct lag *lag)
+                        const struct mirror_twoway_stats *ex, const struct lag *lag)
 {
     strbuf_adds(out, "{\"name\":");
     if (sl->def.name)
@@ -286,7 +330,12 @@ static void status_json(struct strbuf *out, const struct slot *sl, const struct 
     strbuf_add_json_string(out, sl->def.dest);
     strbuf_addf(out, ",\"origin\":\"%s\",\"mode\":\"%s\",\"running\":%s",
                 sl->def.name ? "config" : "option", remote_mode_name(sl->def.mode),
-                sl->m ? "true" : "false");
+                slot_running(sl) ? "true" : "false");
+    if (sl->tw)
+        strbuf_addf(out,
+                    ",\"rounds\":%" PRIu64 ",\"pulled\":%" PRIu64 ",\"pushed\":%" PRIu64
+                    ",\"conflicts\":%" PRIu64 ",\"held\":%" PRIu64,
+                    ex->rounds, ex->pulled, ex->pushed, ex->conflicts, ex->held);
     strbuf_addf(out,
                 ",\"connected\":%s,\"caught_up\":%s,\"acked_seq\":%" PRIu64
                 ",\"journal_seq\":%" PRIu64,
@@ -304,7 +353,7 @@ static void status_json(struct strbuf *out, const struct slot *sl, const struct 
                 ",\"bytes_out\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"sessions\":%" PRIu64
                 ",\"retry_ms\":%d,\"last_ack_ns\":%" PRId64 ",\"last_error\":",
                 st->bytes_out, st->batches, st->sessions, st->retry_ms, st->last_ack_ns);
-    strbuf_add_json_string(out, sl->m ? st->last_error : sl->note);
+    strbuf_add_json_string(out, slot_running(sl) ? st->last_error : sl->note);
     strbuf_adds(out, "}");
 }
 
@@ -322,17 +371,18 @@ void mirror_set_status(struct mirror_set *ms, struct strbuf *out, bool json)
     for (size_t i = 0; i < ms->n; i++) {
         const struct slot *sl = &ms->slots[i];
         struct mirror_status st = {0};
+        struct mirror_twoway_stats ex = {0};
         struct lag lag = {.head = head};
-        if (sl->m) {
-            mirror_get_status(sl->m, &st);
+        if (slot_running(sl)) {
+            slot_status(sl, &st, &ex);
             slot_lag(ms, &st, head, &lag);
         }
         if (json) {
             if (i)
                 strbuf_adds(out, ",");
-            status_json(out, sl, &st, &lag);
+            status_json(out, sl, &st, &ex, &lag);
         } else {
-            status_text(out, sl, &st, &lag);
+            status_text(out, sl, &st, &ex, &lag);
         }
     }
     if (json)
@@ -350,22 +400,22 @@ bool mirror_set_flush(struct mirror_set *ms, int timeout_ms, struct strbuf *repo
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < ms->n; i++)
-        if (ms->slots[i].m)
-            mirror_kick(ms->slots[i].m);
+        slot_kick(&ms->slots[i]);
     bool all = true;
     for (size_t i = 0; i < ms->n; i++) {
         const struct slot *sl = &ms->slots[i];
-        if (!sl->m)
+        if (!slot_running(sl))
             continue;
         /* One deadline for all: the workers flush in parallel. */
         clock_gettime(CLOCK_MONOTONIC, &t);
         long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
         int left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
-        if (mirror_flush(sl->m, head, left))
+        if (sl->m ? mirror_flush(sl->m, head, left) : mirror_twoway_flush(sl->tw, head, left))
             continue;
         all = false;
         struct mirror_status st;
-        mirror_get_status(sl->m, &st);
+        struct mirror_twoway_stats ex;
+        slot_status(sl, &st, &ex);
         strbuf_addf(report, "unflushed %s %s: %s\n", sl->def.name ? sl->def.name : "(--mirror)",
                     sl->def.dest, st.last_error[0] ? st.last_error : "not acknowledged in time");
     }
@@ -378,9 +428,12 @@ void mirror_set_stop(struct mirror_set *ms)
     if (!ms)
         return;
     pthread_mutex_lock(&ms->ctl);
-    for (size_t i = 0; i < ms->n; i++)
+    for (size_t i = 0; i < ms->n; i++) {
         if (ms->slots[i].m)
             mirror_ask_stop(ms->slots[i].m);
+        if (ms->slots[i].tw)
+            mirror_twoway_ask_stop(ms->slots[i].tw);
+    }
     while (ms->n)
         remove_slot(ms, ms->n - 1);
     pthread_mutex_unlock(&ms->ctl);

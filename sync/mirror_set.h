@@ -24,11 +24,16 @@ struct mirror_set_options {
     const char *rsh;        /* for the --mirror DESTs; NULL: ssh */
     const char *wsync_path; /* for the --mirror DESTs; NULL: default */
     int log_fd;             /* the far sides' stderr; -1: ours */
+    /* Two-way and safe remotes: a round changed this path in SRC (the
+     * mount drops its kernel cache of it).  May be NULL. */
+    void (*on_applied)(const char *path, void *arg);
+    void *on_applied_arg;
 };
 
 /* Start a worker for every --mirror DEST and every configured remote.  A
- * bad DEST or config file fails it (-errno, err names the file and line);
- * a configured remote whose mode is not implemented is listed, not started. */
+ * bad DEST or config file fails it (-errno, err names the file and line).
+ * A replica remote gets a mirror.h worker, a two-way or safe one a
+ * mirror_twoway.h worker. */
 int mirror_set_start(const struct mirror_set_options *opt, struct mirror_set **out, char *err,
                      size_t errsize);
 

@@ -17,6 +17,7 @@
 #include "indexer.h"
 #include "manifest.h"
 #include "message.h"
+#include "serve_live.h"
 #include "serve_twoway.h"
 #include "tree_root.h"
 #include "wire.h"
@@ -52,6 +53,9 @@ struct session {
     struct pull_request *pull;   /* PULL frames until the LAST */
     char **refused;              /* two-way: paths our rules skipped in this batch */
     size_t nrefused;
+    bool live;                   /* the peer's HELLO asked for RESCAN/WATCH (§12) */
+    int in_fd;
+    struct serve_live *watch;    /* made by the first WATCH */
 };
 
 /* Two-way: one non-fatal ERROR per path skipped in this batch. */
@@ -291,6 +295,23 @@ static int on_commit(struct session *s, const struct msg_commit *c)
     return r ? r : wire_flush(s->w, s->err, s->errsize);
 }
 
+/* Live two-way (§12): RESCAN starts a round with a fresh listing of ROOT;
+ * WATCH waits, idle, for ROOT to change or the peer to speak. */
+static int on_live(struct session *s, enum msg_type type)
+{
+    if (!s->live || !s->twoway)
+        return snprintf(s->err, s->errsize, "%s outside a live two-way session",
+                        msg_type_name(type)),
+               -EPROTO;
+    if (type == MSG_WATCH)
+        return serve_live_watch(&s->watch, s->w, s->in_fd, s->root, s->err, s->errsize);
+    serve_live_rescan(s->watch); /* before the scan: later edits stay pending */
+    manifest_free(s->mf);
+    s->mf = NULL;
+    struct content_id none = {0};
+    return send_manifest(s, &none);
+}
+
 static int session_loop(struct session *s)
 {
     for (;;) {
@@ -321,6 +342,8 @@ static int session_loop(struct session *s)
                           : (snprintf(s->err, s->errsize, "PULL before PEER"), -EPROTO);
             break;
         case MSG_LIST: r = send_listing(s, m.list.dirs, m.list.n); break;
+        case MSG_RESCAN:
+        case MSG_WATCH: r = on_live(s, m.type); break;
         case MSG_BYE: msg_release(&m); return 0;
         case MSG_ERROR:
             snprintf(s->err, s->errsize, "the sender gave up: %s", m.error.message);
@@ -381,7 +404,7 @@ static int prepare_early(struct session *s)
 
 int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize)
 {
-    struct session s = {.root = root, .err = err, .errsize = errsize};
+    struct session s = {.root = root, .err = err, .errsize = errsize, .in_fd = in_fd};
     err[0] = '\0';
     s.w = wire_new(in_fd, out_fd);
     if (!s.w)
@@ -397,13 +420,15 @@ int serve_run(const char *root, int in_fd, int out_fd, char *err, size_t errsize
     s.flags = hello.hello.flags;
     struct content_id skip = hello.hello.skip_digest;
     bool sender = hello.hello.role == MSG_ROLE_SENDER;
+    s.live = hello.hello.flags & MSG_HELLO_LIVE;
     msg_release(&hello);
     if (!sender) {
         snprintf(err, errsize, "the peer is not a sender");
         r = -EPROTO;
         goto out;
     }
-    struct msg mine = {.type = MSG_HELLO, .hello = {.role = MSG_ROLE_RECEIVER}};
+    struct msg mine = {.type = MSG_HELLO,
+                       .hello = {.role = MSG_ROLE_RECEIVER, .flags = s.flags & MSG_HELLO_LIVE}};
     r = send_msg(&s, &mine);
     if (!r)
         r = early;
@@ -446,6 +471,7 @@ out:
     index_close(s.ix);
     free(s.want);
     serve_pull_free(s.pull);
+    serve_live_free(s.watch);
     for (size_t i = 0; i < s.nrefused; i++)
         free(s.refused[i]);
     free(s.refused);

@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -96,6 +97,8 @@ static const struct entry *list_find(const struct list *l, const char *path)
 
 /* ---- the session ---- */
 
+/* One connection (twoway_link): the per-round parts are reset by
+ * round_reset(); the rest lives as long as the far side. */
 struct session {
     const struct twoway_options *opt;
     struct twoway_result *res;
@@ -118,7 +121,32 @@ struct session {
     size_t n;
     char **copy; /* per item: the conflict copy's path, or NULL */
     struct list got, sent, refused; /* states now on both sides; paths the far side refused */
+    bool *hold;        /* safe: per item, keep the far side's edit (copy here, record it) */
+    struct list origs; /* safe: paths with a conflict copy from the far side here */
+    bool listed;       /* theirs holds a fresh listing (the first round's, from HELLO) */
+    bool live_ok;      /* the far side speaks §12 */
 };
+
+static void round_reset(struct session *S)
+{
+    for (size_t i = 0; i < S->n; i++)
+        free(S->copy[i]);
+    free(S->copy);
+    free(S->items);
+    free(S->hold);
+    S->copy = NULL;
+    S->items = NULL;
+    S->hold = NULL;
+    S->n = 0;
+    list_free(&S->mine);
+    list_free(&S->agreed);
+    list_free(&S->got);
+    list_free(&S->sent);
+    list_free(&S->refused);
+    list_free(&S->origs);
+    if (!S->listed)
+        list_free(&S->theirs);
+}
 
 static int local_row(const struct index_file *f, void *arg)
 {
@@ -155,16 +183,37 @@ static int open_local(struct session *S)
     r = index_open(-1, state, false, &S->ix, S->err, S->errsize);
     if (!r)
         r = indexer_new(S->src, S->ix, &S->in, S->err, S->errsize);
-    if (!r && (r = indexer_scan(S->in, NULL)))
-        snprintf(S->err, S->errsize, "indexing %s: %s", S->src, strerror(-r));
     if (!r)
         r = ancestors_open(state, &S->anc, S->err, S->errsize);
     if (!r)
         r = apply_open(S->src, S->ix, S->opt->dry_run, &S->ap, S->err, S->errsize);
-    if (!r && (r = index_foreach(S->ix, "", local_row, &S->mine)))
+    return r;
+}
+
+/* Our side of a round: the index (scanned first unless a running indexer
+ * keeps it fresh), in strcmp order. */
+static int read_local(struct session *S)
+{
+    int r = 0;
+    if (!S->opt->trust_index && (r = indexer_scan(S->in, NULL)))
+        return snprintf(S->err, S->errsize, "indexing %s: %s", S->src, strerror(-r)), r;
+    if ((r = index_foreach(S->ix, "", local_row, &S->mine)))
         snprintf(S->err, S->errsize, "reading the index of %s: %s", S->src, strerror(-r));
     if (!r && S->mine.n > 1) /* an empty list is NULL, which qsort() must not see */
         qsort(S->mine.v, S->mine.n, sizeof(*S->mine.v), by_path);
+    /* Conflict copies here: counted for status; in safe mode the ones
+     * holding the far side's version hold back their originals. */
+    for (size_t i = 0; !r && i < S->mine.n; i++) {
+        char orig[WIRE_MAX_PATH + 1], host[MSG_PEER_HOST_MAX + 1];
+        if (!conflict_name_parse(S->mine.v[i].path, orig, sizeof(orig), host, sizeof(host), NULL,
+                                 0))
+            continue;
+        S->res->copies_here++;
+        if (S->opt->safe && strcmp(host, S->their_host) == 0)
+            r = list_add(&S->origs, orig, &(struct path_state){0});
+    }
+    if (!r && S->origs.n > 1)
+        qsort(S->origs.v, S->origs.n, sizeof(*S->origs.v), by_path);
     return r;
 }
 
@@ -193,6 +242,8 @@ static int read_listing(struct session *S)
                     memset(&st.id, 0, sizeof(st.id)); /* a directory's id is its subtree's */
                 r = list_add(&S->theirs, e->path, &st);
             }
+        } else if (m.type == MSG_CHANGED) {
+            /* sent just before our RESCAN reached it: this listing covers it */
         } else if (m.type == MSG_MANIFEST_END) {
             if (m.manifest_end.flags & MSG_MANIFEST_ELIDED)
                 r = (snprintf(S->err, S->errsize, "the far side left its manifest out"), -EPROTO);
@@ -241,7 +292,8 @@ static int handshake(struct session *S)
 {
     struct msg hello = {.type = MSG_HELLO,
                         .hello = {.role = MSG_ROLE_SENDER,
-                                  .flags = S->opt->dry_run ? MSG_HELLO_DRY_RUN : 0}};
+                                  .flags = (S->opt->dry_run ? MSG_HELLO_DRY_RUN : 0) |
+                                           (S->opt->live ? MSG_HELLO_LIVE : 0)}};
     int r = wire_send(S->w, &hello, S->err, S->errsize);
     if (!r)
         r = wire_flush(S->w, S->err, S->errsize);
@@ -251,10 +303,18 @@ static int handshake(struct session *S)
             r = far_error(S, &h);
         else if (h.type != MSG_HELLO || h.hello.role != MSG_ROLE_RECEIVER)
             r = (snprintf(S->err, S->errsize, "the far side is not a receiver"), -EPROTO);
+        else
+            S->live_ok = h.hello.flags & MSG_HELLO_LIVE;
         msg_release(&h);
+        if (!r && S->opt->live && !S->live_ok)
+            r = (snprintf(S->err, S->errsize,
+                          "the far side's wsync cannot do live two-way sync: install this "
+                          "version there"),
+                 -EPROTONOSUPPORT);
     }
     if (!r)
         r = read_whole_tree(S);
+    S->listed = !r;
     struct msg peer = {.type = MSG_PEER, .peer = {.tree_id = S->my_id, .host = S->my_host}};
     if (!r)
         r = wire_send(S->w, &peer, S->err, S->errsize);
@@ -281,9 +341,19 @@ static int handshake(struct session *S)
         -EINVAL);
     if (!r && (r = ancestors_peer(S->anc, &S->their_id, S->their_host, &S->peer)))
         snprintf(S->err, S->errsize, "ancestor store: %s", ancestors_error(S->anc));
-    if (!r && (r = ancestors_foreach(S->anc, S->peer, agreed_row, &S->agreed)))
-        snprintf(S->err, S->errsize, "ancestor store: %s", ancestors_error(S->anc));
     return r;
+}
+
+/* The far side afresh, for every round but the first. */
+static int rescan(struct session *S)
+{
+    if (S->listed)
+        return 0;
+    struct msg m = {.type = MSG_RESCAN};
+    int r = wire_send(S->w, &m, S->err, S->errsize);
+    if (!r)
+        r = wire_flush(S->w, S->err, S->errsize);
+    return r ? r : read_whole_tree(S);
 }
 
 /* Merge the three sorted lists into items. */
@@ -292,7 +362,8 @@ static int merge(struct session *S)
     size_t cap = S->mine.n + S->theirs.n + S->agreed.n;
     S->items = calloc(cap ? cap : 1, sizeof(*S->items));
     S->copy = calloc(cap ? cap : 1, sizeof(*S->copy));
-    if (!S->items || !S->copy)
+    S->hold = calloc(cap ? cap : 1, sizeof(*S->hold));
+    if (!S->items || !S->copy || !S->hold)
         return -ENOMEM;
     size_t i = 0, j = 0, k = 0;
     while (i < S->mine.n || j < S->theirs.n || k < S->agreed.n) {
@@ -356,6 +427,116 @@ static int name_copies(struct session *S)
     return 0;
 }
 
+/* Safe mode (one-way, nothing the far side changed is overwritten), from
+ * the two-way decision: what only we changed goes there, unless a conflict
+ * copy of that path still waits here; what the far side changed (an edit,
+ * a new file or symlink) is copied here as a conflict copy of its host,
+ * recorded as the ancestor and left alone there, so our version is held
+ * back until the copy is resolved; what it deleted is restored; a
+ * directory it made is left alone.  Nothing is ever deleted or replaced
+ * here except by the pull of a copy under a new name. */
+static void safe_adjust(struct session *S)
+{
+    for (size_t i = 0; i < S->n; i++) {
+        struct rc_item *it = &S->items[i];
+        bool held = list_find(&S->origs, it->path) != NULL;
+        switch (it->action) {
+        case RC_NONE: break;
+        case RC_PUSH:
+        case RC_DELETE_REMOTE:
+            if (held) {
+                it->action = RC_NONE;
+                it->why = "held: a conflict copy of it waits here";
+                S->res->held++;
+            }
+            break;
+        case RC_PULL:
+        case RC_DELETE_LOCAL:
+        case RC_CONFLICT:
+            /* reconcile() pulls only what the far side changed */
+            if (!path_state_present(&it->remote)) {
+                it->action = path_state_present(&it->local) ? RC_PUSH : RC_NONE;
+                it->why = "safe: deleted there, ours is restored";
+            } else if (it->remote.type == S_IFDIR) {
+                it->action = RC_NONE;
+                it->why = "safe: a directory made there is left alone";
+            } else if (held) {
+                it->action = RC_NONE;
+                it->why = "held: a conflict copy of it waits here";
+                S->res->held++;
+            } else {
+                it->action = RC_CONFLICT;
+                it->winner = RC_LOCAL;
+                it->why = "safe: changed there; kept as a conflict copy, not overwritten";
+                S->hold[i] = true;
+            }
+            break;
+        }
+    }
+}
+
+/* Live: the index can lag the tree (an edit the indexer has not taken
+ * yet).  Before a round replaces or deletes a local path, check that it is
+ * still what the index said; if not, leave it to the next round, which
+ * sees the edit.  This narrows the window to the apply itself. */
+static bool local_as_indexed(struct session *S, const struct rc_item *it)
+{
+    struct stat st;
+    int e = fstatat(S->src_fd, it->path, &st, AT_SYMLINK_NOFOLLOW);
+    if (!path_state_present(&it->local))
+        return e < 0 && errno == ENOENT;
+    struct index_file f;
+    if (e < 0 || index_get(S->ix, it->path, &f) != 0)
+        return false;
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    bool same = (st.st_mode & S_IFMT) == f.type && mtime == f.mtime_ns &&
+                (f.type == S_IFDIR || ((uint64_t)st.st_ino == f.ino && st.st_size == f.size));
+    index_file_release(&f);
+    return same;
+}
+
+static struct rc_item *find_item(struct session *S, const char *path)
+{
+    struct rc_item key = {.path = path};
+    for (size_t lo = 0, hi = S->n; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(S->items[mid].path, key.path);
+        if (c == 0)
+            return &S->items[mid];
+        c < 0 ? (lo = mid + 1) : (hi = mid);
+    }
+    return NULL;
+}
+
+static void leave_stale(struct session *S)
+{
+    for (size_t i = 0; i < S->n; i++) {
+        struct rc_item *it = &S->items[i];
+        bool here = it->action == RC_PULL || it->action == RC_DELETE_LOCAL ||
+                    (it->action == RC_CONFLICT && it->winner == RC_REMOTE);
+        if (!here || local_as_indexed(S, it))
+            continue;
+        it->action = RC_NONE;
+        it->why = "changed here during the round: next round";
+        S->res->again = true;
+        /* A directory delete above it would take it too. */
+        char dir[WIRE_MAX_PATH + 1];
+        snprintf(dir, sizeof(dir), "%s", it->path);
+        for (char *slash; (slash = strrchr(dir, '/'));) {
+            *slash = '\0';
+            struct rc_item *up = find_item(S, dir);
+            if (up && up->action == RC_DELETE_LOCAL)
+                up->action = RC_NONE;
+        }
+    }
+}
+
+static void applied(struct session *S, const char *path)
+{
+    if (S->opt->on_applied)
+        S->opt->on_applied(path, S->opt->on_applied_arg);
+}
+
 static void print_plan(struct session *S)
 {
     if (!S->opt->list)
@@ -415,6 +596,9 @@ static int copy_local_losers(struct session *S)
     free(want);
     if (!r && any && (r = apply_commit(S->ap)))
         snprintf(S->err, S->errsize, "conflict copies: %s", apply_error(S->ap));
+    for (size_t i = 0; !r && i < S->n; i++)
+        if (S->items[i].action == RC_CONFLICT && S->items[i].winner == RC_REMOTE)
+            applied(S, S->copy[i]);
     return r;
 }
 
@@ -423,6 +607,7 @@ static void on_got(void *arg, const char *path, const struct path_state *s)
     struct session *S = arg;
     if (list_add(&S->got, path, s) == 0)
         path_state_present(s) ? S->res->pulled++ : S->res->deleted_here++;
+    applied(S, path);
 }
 
 static void on_sent(void *arg, const char *path, const struct path_state *s, bool refused)
@@ -499,7 +684,8 @@ static int push(struct session *S)
     const char *last_del = NULL;
     for (size_t i = 0; !r && i < S->n; i++) {
         const struct rc_item *it = &S->items[i];
-        if (it->action == RC_PUSH || (it->action == RC_CONFLICT && it->winner == RC_LOCAL))
+        if (it->action == RC_PUSH ||
+            (it->action == RC_CONFLICT && it->winner == RC_LOCAL && !S->hold[i]))
             r = add_entry(&v, &n, it->path, it->path);
         else if (it->action == RC_DELETE_REMOTE) {
             if (!under(it->path, last_del))
@@ -510,8 +696,8 @@ static int push(struct session *S)
     struct outbox_counts c = {0};
     if (!r && n)
         r = outbox_send(S->w, S->ix, S->src_fd, v, n, 1, on_sent, S, &c, S->err, S->errsize);
-    S->res->chunks_sent = c.chunks_sent;
-    S->res->data_bytes_sent = c.data_bytes;
+    S->res->chunks_sent += c.chunks_sent;
+    S->res->data_bytes_sent += c.data_bytes;
     free(v);
     return r;
 }
@@ -524,8 +710,11 @@ static int record(struct session *S)
     int r = ancestors_begin(S->anc);
     for (size_t i = 0; !r && i < S->n; i++) {
         const struct rc_item *it = &S->items[i];
-        if (it->action == RC_NONE && !path_state_same(&it->local, &it->anc))
+        if (it->action == RC_NONE && path_state_same(&it->local, &it->remote) &&
+            !path_state_same(&it->local, &it->anc))
             r = ancestors_put(S->anc, S->peer, it->path, &it->local);
+        else if (S->hold[i]) /* safe: the far side's edit, now copied here */
+            r = ancestors_put(S->anc, S->peer, it->path, &it->remote);
         else if ((it->action == RC_DELETE_LOCAL || it->action == RC_DELETE_REMOTE) &&
                  path_state_present(&it->anc))
             r = ancestors_put(S->anc, S->peer, it->path, &(struct path_state){0});
@@ -546,22 +735,43 @@ static int record(struct session *S)
     return r;
 }
 
-static int run(struct session *S)
+/* Start the far side, learn both trees and the peer. */
+static int link_start(struct session *S)
 {
     int r = dest_parse(S->opt->dest, &S->dest, S->err, S->errsize);
     if (!r)
         r = open_local(S);
     if (!r)
-        r = transport_start(&S->dest, S->opt->rsh, S->opt->wsync_path, NULL, -1, &S->t, S->err,
+        r = transport_start(&S->dest, S->opt->rsh, S->opt->wsync_path, NULL,
+                            S->opt->far_stderr_set ? S->opt->far_stderr_fd : -1, &S->t, S->err,
                             S->errsize);
+    if (!r && S->opt->on_child)
+        S->opt->on_child(S->t.pid, S->opt->on_child_arg);
     if (!r && !(S->w = wire_new(S->t.from_fd, S->t.to_fd)))
         r = -ENOMEM;
     if (!r)
         r = handshake(S);
+    return r;
+}
+
+/* One round: both listings, the decision, copies, pull, push, record. */
+static int round_run(struct session *S)
+{
+    round_reset(S);
+    int r = rescan(S);
+    S->listed = false; /* the next round lists afresh */
+    if (!r && (r = ancestors_foreach(S->anc, S->peer, agreed_row, &S->agreed)))
+        snprintf(S->err, S->errsize, "ancestor store: %s", ancestors_error(S->anc));
+    if (!r)
+        r = read_local(S);
     if (!r)
         r = merge(S);
     if (!r) {
         reconcile(S->items, S->n, &S->my_id, &S->their_id);
+        if (S->opt->safe)
+            safe_adjust(S);
+        if (S->opt->trust_index)
+            leave_stale(S);
         r = name_copies(S);
     }
     if (!r)
@@ -580,51 +790,127 @@ static int run(struct session *S)
     return r;
 }
 
-int twoway_run(const struct twoway_options *opt, struct twoway_result *res, char *err,
-               size_t errsize)
+struct twoway_link {
+    struct session S;
+    struct twoway_result scratch; /* for rounds run without a result */
+    struct timespec t0;
+};
+
+int twoway_link_open(const struct twoway_options *opt, struct twoway_link **out, char *err,
+                     size_t errsize)
 {
-    memset(res, 0, sizeof(*res));
     err[0] = '\0';
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    struct session S = {.opt = opt, .res = res, .err = err, .errsize = errsize, .src_fd = -1,
-                        .t = {.to_fd = -1, .from_fd = -1}};
-    int r = run(&S);
-    if (S.w) {
+    struct twoway_link *l = calloc(1, sizeof(*l));
+    if (!l)
+        return snprintf(err, errsize, "out of memory"), -ENOMEM;
+    clock_gettime(CLOCK_MONOTONIC, &l->t0);
+    l->S = (struct session){.opt = opt, .res = &l->scratch, .err = err, .errsize = errsize,
+                            .src_fd = -1, .t = {.to_fd = -1, .from_fd = -1}};
+    *out = l;
+    int r = link_start(&l->S);
+    if (r && !err[0])
+        snprintf(err, errsize, "%s", strerror(-r));
+    return r;
+}
+
+int twoway_link_round(struct twoway_link *l, struct twoway_result *res)
+{
+    struct session *S = &l->S;
+    memset(res, 0, sizeof(*res));
+    S->res = res;
+    S->err[0] = '\0';
+    int r = round_run(S);
+    if (r && !S->err[0])
+        snprintf(S->err, S->errsize, "%s", strerror(-r));
+    S->res = &l->scratch;
+    return r;
+}
+
+int twoway_link_wait(struct twoway_link *l, int kick_fd, int timeout_ms)
+{
+    struct session *S = &l->S;
+    struct msg m = {.type = MSG_WATCH};
+    int r = wire_send(S->w, &m, S->err, S->errsize);
+    if (!r)
+        r = wire_flush(S->w, S->err, S->errsize);
+    if (r)
+        return r;
+    struct pollfd pfd[2] = {{.fd = S->t.from_fd, .events = POLLIN},
+                            {.fd = kick_fd, .events = POLLIN}};
+    if (!wire_pending_in(S->w)) {
+        int n = poll(pfd, kick_fd >= 0 ? 2 : 1, timeout_ms);
+        if (n < 0 && errno != EINTR)
+            return snprintf(S->err, S->errsize, "poll: %s", strerror(errno)), -errno;
+        if (n <= 0 || !pfd[0].revents)
+            return 0; /* kicked or timed out: the RESCAN that follows ends the WATCH */
+    }
+    if ((r = wire_recv(S->w, &m, S->err, S->errsize)))
+        return r;
+    if (m.type == MSG_CHANGED)
+        r = 1;
+    else if (m.type == MSG_ERROR)
+        r = far_error(S, &m);
+    else
+        r = (snprintf(S->err, S->errsize, "expected CHANGED, got %s", msg_type_name(m.type)),
+             -EPROTO);
+    msg_release(&m);
+    return r;
+}
+
+int twoway_link_close(struct twoway_link *l, int r, struct twoway_result *res)
+{
+    if (!l)
+        return r;
+    struct session *S = &l->S;
+    char *err = S->err;
+    size_t errsize = S->errsize;
+    if (S->w) {
         char ignored[128];
         struct msg bye = {.type = MSG_BYE};
-        if (!r && wire_send(S.w, &bye, ignored, sizeof(ignored)) == 0)
-            wire_flush(S.w, ignored, sizeof(ignored));
+        if (!r && wire_send(S->w, &bye, ignored, sizeof(ignored)) == 0)
+            wire_flush(S->w, ignored, sizeof(ignored));
         struct wire_stats ws;
-        wire_get_stats(S.w, &ws);
-        res->bytes_out = ws.bytes_out;
-        res->bytes_in = ws.bytes_in;
+        wire_get_stats(S->w, &ws);
+        if (res) {
+            res->bytes_out = ws.bytes_out;
+            res->bytes_in = ws.bytes_in;
+        }
     }
-    int status = S.t.pid ? transport_finish(&S.t, r ? 2000 : 30000) : 0;
+    if (S->t.pid && S->opt->on_child)
+        S->opt->on_child(0, S->opt->on_child_arg);
+    int status = S->t.pid ? transport_finish(&S->t, r ? 2000 : 30000) : 0;
     if (!r && status != 0)
         r = (snprintf(err, errsize, "the far side exited with status %d", status), -EPROTO);
     if (r && !err[0])
         snprintf(err, errsize, "%s", strerror(-r));
-    wire_free(S.w);
-    apply_close(S.ap);
-    ancestors_close(S.anc);
-    indexer_free(S.in);
-    index_close(S.ix);
-    for (size_t i = 0; i < S.n; i++)
-        free(S.copy[i]);
-    free(S.copy);
-    free(S.items);
-    list_free(&S.mine);
-    list_free(&S.theirs);
-    list_free(&S.agreed);
-    list_free(&S.got);
-    list_free(&S.sent);
-    list_free(&S.refused);
-    if (S.src_fd >= 0)
-        close(S.src_fd);
-    free(S.src);
-    dest_release(&S.dest);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    S->listed = false;
+    round_reset(S);
+    wire_free(S->w);
+    apply_close(S->ap);
+    ancestors_close(S->anc);
+    indexer_free(S->in);
+    index_close(S->ix);
+    if (S->src_fd >= 0)
+        close(S->src_fd);
+    free(S->src);
+    dest_release(&S->dest);
+    if (res) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        res->seconds = (double)(t1.tv_sec - l->t0.tv_sec) +
+                       (double)(t1.tv_nsec - l->t0.tv_nsec) / 1e9;
+    }
+    free(l);
     return r;
+}
+
+int twoway_run(const struct twoway_options *opt, struct twoway_result *res, char *err,
+               size_t errsize)
+{
+    memset(res, 0, sizeof(*res));
+    struct twoway_link *l = NULL;
+    int r = twoway_link_open(opt, &l, err, errsize);
+    if (!r)
+        r = twoway_link_round(l, res);
+    return twoway_link_close(l, r, res);
 }

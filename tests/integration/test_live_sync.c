@@ -1,0 +1,263 @@
+/*
+ * test_live_sync.c — live two-way and safe mirroring between hosts: A
+ * mounts its tree with a `two-way` (or `safe`) remote on host B (a network
+ * namespace with its own sshd, tests/lib/hosts.c), and B mounts its own
+ * tree too.  Edits made through A's mount reach B; edits made on B,
+ * directly in its tree or through B's mount, show in A's mount; a link
+ * flap while both sides edit ends with equal roots, one conflict copy on
+ * each side for the file both edited, the edit kept against a delete, and
+ * every written byte present.  Safe mode never overwrites B's edit.
+ * Waits are bounded polls on the outcome, never sleeps.
+ */
+#include "tests/lib/harness.h"
+#include "tests/lib/hosts.h"
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BOUND_MS 30000
+
+static struct wmount m; /* A: src/ mounted at mnt/ */
+static struct whosts h; /* h.ns[1] = B */
+static char btree[PATH_MAX + 16], bmnt[PATH_MAX + 16], dest[PATH_MAX + 64];
+static char bwsync[PATH_MAX + 64]; /* B's wsync, with its own host label */
+static bool bmounted;
+
+static void setup(void)
+{
+    wm_prepare(&m);
+    hosts_setup(&h, 2);
+    snprintf(btree, sizeof(btree), "%s/b", m.root);
+    snprintf(bmnt, sizeof(bmnt), "%s/bmnt", m.root);
+    ck_assert_int_eq(mkdir(btree, 0755), 0);
+    ck_assert_int_eq(mkdir(bmnt, 0755), 0);
+    hosts_dest(&h, 1, btree, dest, sizeof(dest));
+    snprintf(bwsync, sizeof(bwsync), "env WSYNC_HOST=hostb %s", wm_bin());
+    setenv("WSYNC_HOST", "hosta", 1); /* A's daemon inherits it */
+    bmounted = false;
+}
+
+static void teardown(void)
+{
+    if (bmounted)
+        wm_sh("'%s' unmount '%s' >/dev/null 2>&1", wm_bin(), bmnt);
+    wm_teardown(&m);
+    hosts_teardown(&h);
+}
+
+static void wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void wsync_ok(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *args;
+    ck_assert(vasprintf(&args, fmt, ap) >= 0);
+    va_end(ap);
+    int st;
+    char *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
+    ck_assert_msg(st == 0, "wsync %s: exit %d: %s", args, st, out);
+    free(out);
+    free(args);
+}
+
+/* B mounts its tree; A gets remote b in `mode` and mounts. */
+static void start_pair(const char *mode)
+{
+    wsync_ok("mount '%s' '%s'", btree, bmnt);
+    bmounted = true;
+    wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' --mode %s b '%s'", m.src, h.rsh,
+             bwsync, mode, dest);
+    wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    m.mounted = true;
+}
+
+static void put(const char *root, const char *rel, const char *data)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    wm_sh("mkdir -p \"$(dirname '%s')\"", p);
+    wm_write(p, data);
+}
+
+static bool roots_equal(void *arg)
+{
+    return wm_sh("'%s' verify --rsh '%s' --wsync-path '%s' '%s' '%s' >/dev/null 2>&1", wm_bin(),
+                 h.rsh, wm_bin(), m.src, dest) == 0;
+}
+
+static void appears(const char *root, const char *rel, const char *want)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    ck_assert_msg(wm_poll_content(p, want, BOUND_MS), "%s never became %s", p, want);
+}
+
+/* How many conflict copies of stem.* in root/dir. */
+static int copies(const char *root, const char *stem)
+{
+    char *out = wm_sh_out(NULL, "ls -a '%s' | grep -cF '%s.conflict-'", root, stem);
+    int n = atoi(out);
+    free(out);
+    return n;
+}
+
+/* Some regular file under root (not .wsync) holds exactly data. */
+static bool held_somewhere(const char *root, const char *data)
+{
+    return wm_sh("cd '%s' && find . -path ./.wsync -prune -o -type f -print0 | "
+                 "xargs -0 grep -lxF '%s' >/dev/null",
+                 root, data) == 0;
+}
+
+static char *status_b(void)
+{
+    char *all = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
+    char *at = strstr(all, "{\"name\":\"b\"");
+    char *out = at ? strndup(at, strcspn(at, "}") + 1) : NULL;
+    free(all);
+    return out;
+}
+
+static bool conflicts_reported(void *arg)
+{
+    char *st = status_b();
+    bool ok = st && wm_json_num(st, "conflicts") >= (long long)(intptr_t)arg;
+    free(st);
+    return ok;
+}
+
+START_TEST(edits_flow_both_ways_through_both_mounts)
+{
+    start_pair("two-way");
+    put(m.mnt, "src/a.c", "int a;\n");
+    appears(btree, "src/a.c", "int a;\n");
+    appears(bmnt, "src/a.c", "int a;\n");
+    /* made directly in B's tree */
+    put(btree, "src/a.c", "int a = 2; /* on B */\n");
+    appears(m.mnt, "src/a.c", "int a = 2; /* on B */\n");
+    put(btree, "tuned.yaml", "gain: 7\n");
+    appears(m.mnt, "tuned.yaml", "gain: 7\n");
+    /* made through B's own mount */
+    put(bmnt, "src/a.c", "int a = 3; /* B's mount */\n");
+    appears(m.mnt, "src/a.c", "int a = 3; /* B's mount */\n");
+    ck_assert_int_eq(wm_sh("rm '%s/tuned.yaml'", bmnt), 0);
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), m.mnt, "tuned.yaml");
+    for (int i = 0; i < BOUND_MS / 20 && access(p, F_OK) == 0; i++)
+        usleep(20000);
+    ck_assert_msg(access(p, F_OK) != 0, "a delete on B never reached A's mount");
+    /* and back: A's next edit is not undone by an echo */
+    put(m.mnt, "src/a.c", "int a = 4; /* A again */\n");
+    appears(bmnt, "src/a.c", "int a = 4; /* A again */\n");
+    ck_assert_msg(wm_poll(roots_equal, NULL, BOUND_MS), "roots never equal");
+    char *st = status_b();
+    ck_assert_msg(st && strstr(st, "\"mode\":\"two-way\"") && wm_json_num(st, "conflicts") == 0,
+                  "status: %s", st ? st : "(none)");
+    free(st);
+    ck_assert_int_eq(copies(m.src, "a") + copies(btree, "tuned"), 0);
+}
+END_TEST
+
+START_TEST(link_flap_merges_and_keeps_both_versions)
+{
+    start_pair("two-way");
+    put(m.mnt, "param.yaml", "gain: 1\n");
+    put(m.mnt, "doomed.txt", "old\n");
+    put(m.mnt, "keep.txt", "keep\n");
+    appears(btree, "param.yaml", "gain: 1\n");
+    appears(btree, "doomed.txt", "old\n");
+    ck_assert_msg(wm_poll(roots_equal, NULL, BOUND_MS), "roots never equal");
+    hosts_link(&h, 1, 0);
+    /* both sides work while apart */
+    put(m.mnt, "param.yaml", "gain: 2 (laptop)\n");
+    put(bmnt, "param.yaml", "gain: 3 (robot)\n");
+    ck_assert_int_eq(wm_sh("rm '%s/doomed.txt'", m.mnt), 0); /* deleted on A ... */
+    put(bmnt, "doomed.txt", "rescued on B\n");               /* ... edited on B */
+    put(m.mnt, "only_a.txt", "from A while apart\n");
+    put(btree, "only_b.txt", "from B while apart\n");
+    /* long enough for the session to die (ServerAlive 1 s x 3) */
+    char *st = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(st);
+        st = status_b();
+        if (st && strstr(st, "\"connected\":false"))
+            break;
+        usleep(100000);
+    }
+    ck_assert_msg(st && strstr(st, "\"connected\":false"), "never noticed the cut: %s", st);
+    free(st);
+    hosts_link(&h, 1, 1);
+    ck_assert_msg(wm_poll(roots_equal, NULL, 60000), "roots never equal after the flap");
+    appears(m.mnt, "only_b.txt", "from B while apart\n");
+    appears(bmnt, "only_a.txt", "from A while apart\n");
+    appears(m.mnt, "doomed.txt", "rescued on B\n"); /* the edit beats the delete */
+    /* one copy of param on each side, both versions on both */
+    ck_assert_int_eq(copies(m.src, "param"), 1);
+    ck_assert_int_eq(copies(btree, "param"), 1);
+    const char *versions[] = {"gain: 2 (laptop)", "gain: 3 (robot)"};
+    for (int v = 0; v < 2; v++) {
+        ck_assert_msg(held_somewhere(m.mnt, versions[v]), "A lost %s", versions[v]);
+        ck_assert_msg(held_somewhere(btree, versions[v]), "B lost %s", versions[v]);
+    }
+    ck_assert_msg(wm_poll(conflicts_reported, (void *)(intptr_t)1, BOUND_MS),
+                  "status never counted the conflict");
+    char *list = wm_sh_out(NULL, "cd '%s' && '%s' conflicts", m.src, wm_bin());
+    ck_assert_msg(strstr(list, "param"), "wsync conflicts: %s", list);
+    free(list);
+}
+END_TEST
+
+START_TEST(safe_mode_never_overwrites_an_edit_on_b)
+{
+    start_pair("safe");
+    put(m.mnt, "cfg.yaml", "rate: 10\n");
+    appears(btree, "cfg.yaml", "rate: 10\n");
+    ck_assert_msg(wm_poll(roots_equal, NULL, BOUND_MS), "roots never equal");
+    /* someone tunes it on the robot */
+    put(btree, "cfg.yaml", "rate: 50 (robot)\n");
+    ck_assert_msg(wm_poll(conflicts_reported, (void *)(intptr_t)1, BOUND_MS),
+                  "the edit on B was never reported");
+    ck_assert_int_eq(copies(m.mnt, "cfg"), 1); /* B's version kept here, by name */
+    ck_assert_msg(held_somewhere(m.mnt, "rate: 50 (robot)"), "A has no copy of B's edit");
+    /* A edits too: B's version must stay */
+    put(m.mnt, "cfg.yaml", "rate: 20 (laptop)\n");
+    put(m.mnt, "other.txt", "flows\n");
+    appears(btree, "other.txt", "flows\n"); /* one-way still works */
+    char *b = NULL;
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), btree, "cfg.yaml");
+    b = wm_read(p, NULL);
+    ck_assert_str_eq(b, "rate: 50 (robot)\n");
+    free(b);
+    char *st = status_b();
+    ck_assert_msg(st && strstr(st, "\"mode\":\"safe\""), "status: %s", st ? st : "(none)");
+    free(st);
+    char *list = wm_sh_out(NULL, "cd '%s' && '%s' conflicts", m.src, wm_bin());
+    ck_assert_msg(strstr(list, "cfg"), "wsync conflicts: %s", list);
+    free(list);
+    /* keep mine: the copy goes, and only then is B's file replaced */
+    ck_assert_int_eq(wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null", m.src,
+                           wm_bin()),
+                     0);
+    appears(btree, "cfg.yaml", "rate: 20 (laptop)\n");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("live_sync");
+    TCase *tc = tcase_create("live_sync");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, edits_flow_both_ways_through_both_mounts);
+    tcase_add_test(tc, link_flap_merges_and_keeps_both_versions);
+    tcase_add_test(tc, safe_mode_never_overwrites_an_edit_on_b);
+    suite_add_tcase(s, tc);
+    return wm_run_suite(s);
+}
