@@ -381,6 +381,9 @@ START_TEST(every_message_round_trips_through_an_fd)
                    .path = "d/big",
                    .message = "no space left"}},
         {.type = MSG_ERROR, .error = {.code = EACCES, .message = "x"}},
+        {.type = MSG_RESCAN}, /* live two-way (§12): empty payloads */
+        {.type = MSG_WATCH},
+        {.type = MSG_CHANGED},
         {.type = MSG_BYE},
     };
     size_t nsent = sizeof(sent) / sizeof(sent[0]);
@@ -865,6 +868,11 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
     raw_le(&b, 0x80, 4);
     raw_end(&b, f);
     refused(&b, -EPROTO, "unknown flags 0x80");
+    /* The live two-way messages (§12) are empty: a byte more is refused. */
+    f = raw_begin(&b, MSG_WATCH);
+    raw_le(&b, 0, 1);
+    raw_end(&b, f);
+    refused(&b, -EPROTO, "WATCH: 1 bytes after the last field");
 
     f = raw_begin(&b, MSG_WANT);
     raw_le(&b, 2, 4);
