@@ -244,5 +244,7 @@ int cmd_mount(int argc, char **argv)
     }
     free(src);
     free(mnt);
+    for (size_t i = 0; i < dopt.nmirrors; i++)
+        free((char *)dopt.mirrors[i]); /* cli_dest_arg's */
     return r;
 }

@@ -291,9 +291,10 @@ int cmd_remote(int argc, char **argv)
         return cli_usage_error("remote", "--rsh, --wsync-path and --mode go with add");
     if (c.json && strcmp(verb, "ls") != 0)
         return cli_usage_error("remote", "--json goes with ls");
-    if (add)
+    if (add) {
         r = remote_add(&c, nargs, args);
-    else if (strcmp(verb, "rm") == 0 || strcmp(verb, "remove") == 0)
+        free(c.def.dest); /* cli_dest_arg's */
+    } else if (strcmp(verb, "rm") == 0 || strcmp(verb, "remove") == 0)
         r = remote_rm(&c, nargs, args);
     else if (strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0)
         r = remote_ls(&c, nargs);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char help[] =
@@ -70,8 +71,13 @@ int cmd_sync(int argc, char **argv)
     struct twoway_result res;
     char err[1024];
     int r = twoway_run(&opt, &res, err, sizeof(err));
-    if (r)
-        return cli_error("sync %s <-> %s: %s", opt.src, opt.dest, err);
+    if (r) {
+        r = cli_error("sync %s <-> %s: %s", opt.src, opt.dest, err);
+        free(dest);
+        return r;
+    }
+    free(dest);
+    opt.dest = NULL;
     char root[CONTENT_ID_HEX_LEN + 1];
     content_id_to_hex(&res.src_root, root);
     if (json)

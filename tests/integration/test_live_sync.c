@@ -132,6 +132,34 @@ static bool conflicts_reported(void *arg)
     return ok;
 }
 
+/* Journal entries of root whose line ends with suffix. */
+static int journal_count(const char *root, const char *suffix)
+{
+    char *out = wm_sh_out(NULL, "'%s' log -n 1000000 '%s' | grep -c -- '%s$'", wm_bin(), root,
+                          suffix);
+    int n = atoi(out);
+    free(out);
+    return n;
+}
+
+static long long rounds(void)
+{
+    char *st = status_b();
+    long long n = st ? wm_json_num(st, "rounds") : -1;
+    free(st);
+    return n;
+}
+
+/* Polled: each look writes a file through A's mount, which starts a round. */
+static bool rounds_past(void *arg)
+{
+    static int tick;
+    char data[32];
+    snprintf(data, sizeof(data), "%d\n", tick++);
+    put(m.mnt, "tick", data);
+    return rounds() >= (long long)(intptr_t)arg;
+}
+
 START_TEST(edits_flow_both_ways_through_both_mounts)
 {
     start_pair("two-way");
@@ -146,6 +174,23 @@ START_TEST(edits_flow_both_ways_through_both_mounts)
     /* made through B's own mount */
     put(bmnt, "src/a.c", "int a = 3; /* B's mount */\n");
     appears(m.mnt, "src/a.c", "int a = 3; /* B's mount */\n");
+    /* No echo: later rounds do not send B's edit back as an edit of A's
+     * (a push would replace B's file: a new inode). */
+    struct stat before, after;
+    char bp[PATH_MAX];
+    int a_changes = journal_count(btree, " src/a.c");
+    ck_assert_int_ge(a_changes, 1); /* the count sees B's edits */
+    wm_path(bp, sizeof(bp), btree, "src/a.c");
+    ck_assert_int_eq(stat(bp, &before), 0);
+    long long r0 = rounds();
+    ck_assert_msg(wm_poll(rounds_past, (void *)(intptr_t)(r0 + 2), BOUND_MS), "no more rounds");
+    put(m.mnt, "marker", "m\n"); /* and a round that pushes something */
+    appears(btree, "marker", "m\n");
+    ck_assert_int_eq(stat(bp, &after), 0);
+    ck_assert_msg(before.st_ino == after.st_ino && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec,
+                  "B's edit came back from A (echo)");
+    /* and B's journal has no change of it after B's own edit */
+    ck_assert_int_eq(journal_count(btree, " src/a.c"), a_changes);
     ck_assert_int_eq(wm_sh("rm '%s/tuned.yaml'", bmnt), 0);
     char p[PATH_MAX];
     wm_path(p, sizeof(p), m.mnt, "tuned.yaml");
