@@ -34,6 +34,7 @@
 /* Without a CHANGED (a far side whose watch could not be set up, or an
  * edit inotify does not report), a round still runs this often. */
 #define FALLBACK_MS 10000
+#define AGAIN_MS    50
 
 struct mirror_twoway {
     char *src, *dest, *rsh, *wsync_path;
@@ -119,9 +120,9 @@ static int serve_rounds(struct mirror_twoway *m, struct twoway_link *l)
         if ((r = twoway_link_round(l, &res)))
             break;
         round_done(m, head, &res);
-        if (res.again)
-            continue; /* something changed under the round: look again now */
-        r = twoway_link_wait(l, m->kick_fd, FALLBACK_MS);
+        /* Something changed under the round: look again soon (not at
+         * once: an index that stays behind must not make us spin). */
+        r = twoway_link_wait(l, m->kick_fd, res.again ? AGAIN_MS : FALLBACK_MS);
         if (r > 0)
             r = 0;
     }

@@ -427,6 +427,22 @@ static int name_copies(struct session *S)
     return 0;
 }
 
+static struct rc_item *find_item(struct session *S, const char *path);
+
+/* After this round, is path's directory a directory here?  Parents sort
+ * before their children, so a parent's action is already decided. */
+static bool parent_is_dir_here(struct session *S, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return true;
+    char dir[WIRE_MAX_PATH + 1];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    const struct rc_item *up = find_item(S, dir);
+    return up && (up->local.type == S_IFDIR ||
+                  (up->action == RC_PULL && up->remote.type == S_IFDIR));
+}
+
 /* Safe mode (one-way, nothing the far side changed is overwritten), from
  * the two-way decision: what only we changed goes there, unless a conflict
  * copy of that path still waits here; what the far side changed (an edit,
@@ -457,9 +473,14 @@ static void safe_adjust(struct session *S)
             if (!path_state_present(&it->remote)) {
                 it->action = path_state_present(&it->local) ? RC_PUSH : RC_NONE;
                 it->why = "safe: deleted there, ours is restored";
+            } else if (!parent_is_dir_here(S, it->path)) {
+                it->action = RC_NONE; /* nowhere to keep a copy: left alone there */
+                it->why = "safe: left alone (its directory is not one here)";
             } else if (it->remote.type == S_IFDIR) {
-                it->action = RC_NONE;
-                it->why = "safe: a directory made there is left alone";
+                /* made there: made here too (nothing is replaced), so that
+                 * copies of what is inside have a place */
+                it->action = path_state_present(&it->local) ? RC_NONE : RC_PULL;
+                it->why = "safe: a directory made there";
             } else if (held) {
                 it->action = RC_NONE;
                 it->why = "held: a conflict copy of it waits here";

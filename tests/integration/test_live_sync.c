@@ -255,6 +255,9 @@ START_TEST(link_flap_merges_and_keeps_both_versions)
     char *list = wm_sh_out(NULL, "cd '%s' && '%s' conflicts", m.src, wm_bin());
     ck_assert_msg(strstr(list, "param"), "wsync conflicts: %s", list);
     free(list);
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(text, "(two-way)") && strstr(text, "conflicts 1"), "status: %s", text);
+    free(text);
 }
 END_TEST
 
@@ -286,6 +289,18 @@ START_TEST(safe_mode_never_overwrites_an_edit_on_b)
     char *list = wm_sh_out(NULL, "cd '%s' && '%s' conflicts", m.src, wm_bin());
     ck_assert_msg(strstr(list, "cfg"), "wsync conflicts: %s", list);
     free(list);
+    /* a new file in a new directory on B: kept, and a copy lands here */
+    put(btree, "newdir/tune.yaml", "kp: 3 (robot)\n");
+    char nd[PATH_MAX];
+    wm_path(nd, sizeof(nd), m.mnt, "newdir");
+    for (int i = 0; i < BOUND_MS / 20 && copies(nd, "tune") != 1; i++)
+        usleep(20000);
+    ck_assert_int_eq(copies(nd, "tune"), 1);
+    ck_assert_msg(held_somewhere(nd, "kp: 3 (robot)"), "A has no copy of B's new file");
+    wm_path(p, sizeof(p), btree, "newdir/tune.yaml");
+    b = wm_read(p, NULL);
+    ck_assert_str_eq(b, "kp: 3 (robot)\n");
+    free(b);
     /* keep mine: the copy goes, and only then is B's file replaced */
     ck_assert_int_eq(wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null", m.src,
                            wm_bin()),
