@@ -43,7 +43,9 @@
 
 struct entry {
     char *path;
-    struct path_state s; /* s.target owned */
+    struct path_state s;       /* s.target owned */
+    struct content_id digest;  /* far side's directories: the subtree digest */
+    bool complete;             /* its subtree is listed already (taken from the last round) */
 };
 
 struct list {
@@ -65,6 +67,8 @@ static int list_add(struct list *l, const char *path, const struct path_state *s
     e->path = strdup(path);
     e->s = *s;
     e->s.target = s->target ? strdup(s->target) : NULL;
+    memset(&e->digest, 0, sizeof(e->digest));
+    e->complete = false;
     if (!e->path || (s->target && !e->s.target)) {
         free(e->path);
         free((char *)e->s.target);
@@ -124,6 +128,8 @@ struct session {
     bool *hold;        /* safe: per item, keep the far side's edit (copy here, record it) */
     struct list origs; /* safe: paths with a conflict copy from the far side here */
     bool listed;       /* theirs holds a fresh listing (the first round's, from HELLO) */
+    struct list prev;  /* live: the last round's listing of the far side, with digests */
+    struct content_id prev_digest, new_digest; /* its whole-tree digests */
     bool live_ok;      /* the far side speaks §12 */
 };
 
@@ -144,6 +150,13 @@ static void round_reset(struct session *S)
     list_free(&S->sent);
     list_free(&S->refused);
     list_free(&S->origs);
+    if (!S->listed && S->opt->live && S->theirs.n) {
+        /* kept, so the next round lists only the subtrees that changed */
+        list_free(&S->prev);
+        S->prev = S->theirs;
+        S->prev_digest = S->new_digest;
+        memset(&S->theirs, 0, sizeof(S->theirs));
+    }
     if (!S->listed)
         list_free(&S->theirs);
 }
@@ -241,10 +254,13 @@ static int read_listing(struct session *S)
                 if (e->type != S_IFREG)
                     memset(&st.id, 0, sizeof(st.id)); /* a directory's id is its subtree's */
                 r = list_add(&S->theirs, e->path, &st);
+                if (!r && e->type == S_IFDIR)
+                    S->theirs.v[S->theirs.n - 1].digest = e->id;
             }
         } else if (m.type == MSG_CHANGED) {
             /* sent just before our RESCAN reached it: this listing covers it */
         } else if (m.type == MSG_MANIFEST_END) {
+            S->new_digest = m.manifest_end.digest;
             if (m.manifest_end.flags & MSG_MANIFEST_ELIDED)
                 r = (snprintf(S->err, S->errsize, "the far side left its manifest out"), -EPROTO);
             end = true;
@@ -261,16 +277,55 @@ static int read_listing(struct session *S)
 /* The manifest lists one directory level at a time: LIST every directory
  * until the whole tree is known (one request of <= MSG_LIST_MAX at a time,
  * so neither side writes while the other does). */
+/* Live: the far side's directory dir has the subtree digest it had in the
+ * last round: take what was below it then instead of listing it again. */
+static bool reuse_subtree(struct session *S, const char *dir, const struct content_id *digest,
+                          int *r)
+{
+    const struct entry *old = list_find(&S->prev, dir);
+    if (!old || old->s.type != S_IFDIR || !content_id_eq(&old->digest, digest))
+        return false;
+    size_t len = strlen(dir), i = (size_t)(old - S->prev.v) + 1;
+    /* strcmp order: everything under "dir/" follows dir, maybe after
+     * siblings like "dir.c"; it is one contiguous run */
+    while (i < S->prev.n && strncmp(S->prev.v[i].path, dir, len) == 0 &&
+           S->prev.v[i].path[len] < '/')
+        i++;
+    for (; !*r && i < S->prev.n && strncmp(S->prev.v[i].path, dir, len) == 0 &&
+           S->prev.v[i].path[len] == '/';
+         i++) {
+        const struct entry *p = &S->prev.v[i];
+        if (!(*r = list_add(&S->theirs, p->path, &p->s))) {
+            S->theirs.v[S->theirs.n - 1].digest = p->digest;
+            S->theirs.v[S->theirs.n - 1].complete = true;
+        }
+    }
+    return true;
+}
+
 static int read_whole_tree(struct session *S)
 {
     int r = read_listing(S);
+    if (!r && S->prev.n && S->theirs.n && content_id_eq(&S->new_digest, &S->prev_digest)) {
+        /* nothing changed there since the last round */
+        list_free(&S->theirs);
+        for (size_t i = 0; !r && i < S->prev.n; i++)
+            if (!(r = list_add(&S->theirs, S->prev.v[i].path, &S->prev.v[i].s)))
+                S->theirs.v[i].digest = S->prev.v[i].digest;
+        return r;
+    }
     for (size_t done = 0; !r && done < S->theirs.n;) {
         const char *dirs[MSG_LIST_MAX];
         size_t n = 0, upto = S->theirs.n;
-        while (done < upto && n < MSG_LIST_MAX) {
-            if (S->theirs.v[done].s.type == S_IFDIR)
-                dirs[n++] = S->theirs.v[done].path;
-            done++;
+        while (!r && done < upto && n < MSG_LIST_MAX) {
+            const struct entry *e = &S->theirs.v[done++];
+            if (e->s.type != S_IFDIR || e->complete)
+                continue;
+            /* the path and digest outlive the array, which reuse_subtree may move */
+            const char *dir = e->path;
+            struct content_id digest = e->digest;
+            if (!reuse_subtree(S, dir, &digest, &r))
+                dirs[n++] = dir;
         }
         if (!n)
             continue;
@@ -906,6 +961,8 @@ int twoway_link_close(struct twoway_link *l, int r, struct twoway_result *res)
         snprintf(err, errsize, "%s", strerror(-r));
     S->listed = false;
     round_reset(S);
+    list_free(&S->prev);
+    list_free(&S->theirs);
     wire_free(S->w);
     apply_close(S->ap);
     ancestors_close(S->anc);
