@@ -126,7 +126,8 @@ struct session {
     char **copy; /* per item: the conflict copy's path, or NULL */
     struct list got, sent, refused; /* states now on both sides; paths the far side refused */
     bool *hold;        /* safe: per item, keep the far side's edit (copy here, record it) */
-    struct list origs; /* safe: paths with a conflict copy from the far side here */
+    struct list origs; /* safe: paths with a conflict copy from the far side here
+                        * (s.target: that copy's path) */
     bool listed;       /* theirs holds a fresh listing (the first round's, from HELLO) */
     struct list prev;  /* live: the last round's listing of the far side, with digests */
     struct content_id prev_digest, new_digest; /* its whole-tree digests */
@@ -223,7 +224,7 @@ static int read_local(struct session *S)
             continue;
         S->res->copies_here++;
         if (S->opt->safe && strcmp(host, S->their_host) == 0)
-            r = list_add(&S->origs, orig, &(struct path_state){0});
+            r = list_add(&S->origs, orig, &(struct path_state){.target = S->mine.v[i].path});
     }
     if (!r && S->origs.n > 1)
         qsort(S->origs.v, S->origs.n, sizeof(*S->origs.v), by_path);
@@ -463,7 +464,7 @@ static int name_copies(struct session *S)
     time_t now = time(NULL);
     for (size_t i = 0; i < S->n; i++) {
         struct rc_item *it = &S->items[i];
-        if (it->action != RC_CONFLICT)
+        if (it->action != RC_CONFLICT || S->copy[i]) /* safe mode may reuse one */
             continue;
         const char *host = it->winner == RC_LOCAL ? S->their_host : S->my_host;
         char name[WIRE_MAX_PATH + 1];
@@ -483,6 +484,15 @@ static int name_copies(struct session *S)
 }
 
 static struct rc_item *find_item(struct session *S, const char *path);
+
+/* Safe mode: is the conflict copy at path as both sides last agreed (no
+ * one edited it), so that a newer version from the far side may replace it? */
+static bool copy_untouched(struct session *S, const char *path)
+{
+    const struct rc_item *c = find_item(S, path);
+    return c && c->action == RC_NONE && path_state_present(&c->local) &&
+           path_state_same(&c->local, &c->anc) && path_state_same(&c->local, &c->remote);
+}
 
 /* After this round, is path's directory a directory here?  Parents sort
  * before their children, so a parent's action is already decided. */
@@ -510,7 +520,8 @@ static void safe_adjust(struct session *S)
 {
     for (size_t i = 0; i < S->n; i++) {
         struct rc_item *it = &S->items[i];
-        bool held = list_find(&S->origs, it->path) != NULL;
+        const struct entry *copy = list_find(&S->origs, it->path);
+        bool held = copy != NULL;
         switch (it->action) {
         case RC_NONE: break;
         case RC_PUSH:
@@ -536,9 +547,18 @@ static void safe_adjust(struct session *S)
                  * copies of what is inside have a place */
                 it->action = path_state_present(&it->local) ? RC_NONE : RC_PULL;
                 it->why = "safe: a directory made there";
-            } else if (held) {
+            } else if (held && !copy_untouched(S, copy->s.target)) {
                 it->action = RC_NONE;
                 it->why = "held: a conflict copy of it waits here";
+                S->res->held++;
+            } else if (held) {
+                /* changed there again (a save caught half way, a second
+                 * edit): the waiting copy, untouched here, is refreshed */
+                it->action = RC_CONFLICT;
+                it->winner = RC_LOCAL;
+                it->why = "safe: changed there again; its conflict copy is refreshed";
+                S->hold[i] = true;
+                S->copy[i] = strdup(copy->s.target);
                 S->res->held++;
             } else {
                 it->action = RC_CONFLICT;
