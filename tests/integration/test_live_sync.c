@@ -6,13 +6,17 @@
  * directly in its tree or through B's mount, show in A's mount; a link
  * flap while both sides edit ends with equal roots, one conflict copy on
  * each side for the file both edited, the edit kept against a delete, and
- * every written byte present.  Safe mode never overwrites B's edit.
- * Waits are bounded polls on the outcome, never sleeps.
+ * every written byte present.  Safe mode never overwrites B's edit.  A
+ * randomized schedule (seed printed on failure; WSYNC_SEED overrides) cuts
+ * the link, edits, renames and deletes on both sides, restores the link,
+ * and checks that the trees converge and nothing is lost but what an edit
+ * on the same side replaced.  Waits are bounded polls on the outcome.
  */
 #include "tests/lib/harness.h"
 #include "tests/lib/hosts.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +336,145 @@ START_TEST(safe_mode_never_overwrites_an_edit_on_b)
 }
 END_TEST
 
+/* ---- a randomized schedule of partitions ---- */
+
+struct contents {
+    char **v;
+    size_t n;
+};
+
+static void collect(const char *root, const char *rel, struct contents *c)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(p);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            (!rel[0] && !strcmp(e->d_name, ".wsync")))
+            continue;
+        char sub[PATH_MAX];
+        snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        if (e->d_type == DT_DIR) {
+            collect(root, sub, c);
+        } else {
+            char f[PATH_MAX];
+            wm_path(f, sizeof(f), root, sub);
+            c->v = realloc(c->v, (c->n + 1) * sizeof(*c->v));
+            c->v[c->n++] = wm_read(f, NULL);
+        }
+    }
+    closedir(d);
+}
+
+static bool has(const struct contents *c, const char *str)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i] && strcmp(c->v[i], str) == 0)
+            return true;
+    return false;
+}
+
+static void contents_free(struct contents *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->v[i]);
+    free(c->v);
+    memset(c, 0, sizeof(*c));
+}
+
+static unsigned long long rng;
+static unsigned rnd(unsigned n)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)((rng >> 33) % n);
+}
+
+static const char *names[] = {"f0", "f1", "f2", "d1/f3", "d1/f4", "d2/f5", "d2/f6"};
+#define NNAMES (sizeof(names) / sizeof(names[0]))
+
+/* One random edit through root (a mount or a tree); what it destroys on
+ * purpose (an overwrite, a delete) goes to gone. */
+static void random_op(const char *root, char side, int round, int k, struct contents *gone)
+{
+    char p[PATH_MAX], q[PATH_MAX], data[128];
+    wm_path(p, sizeof(p), root, names[rnd(NNAMES)]);
+    snprintf(data, sizeof(data), "seed %llu round %d side %c op %d\n", rng, round, side, k);
+    char *old = wm_read(p, NULL);
+    switch (rnd(4)) {
+    case 0:
+    case 1: wm_write(p, data); break;
+    case 2:
+        if (old)
+            unlink(p);
+        else
+            wm_write(p, data);
+        break;
+    default:
+        wm_path(q, sizeof(q), root, names[rnd(NNAMES)]);
+        if (old && access(q, F_OK) != 0) {
+            ck_assert_int_eq(rename(p, q), 0);
+            free(old);
+            return;
+        }
+        wm_write(p, data);
+    }
+    if (old) {
+        gone->v = realloc(gone->v, (gone->n + 1) * sizeof(*gone->v));
+        gone->v[gone->n++] = old;
+    }
+}
+
+static bool disconnected(void *arg)
+{
+    char *st = status_b();
+    bool down = st && strstr(st, "\"connected\":false");
+    free(st);
+    return down;
+}
+
+static bool pair_equal(void *arg)
+{
+    char why[1024];
+    return wm_trees_equal(m.src, btree, why, sizeof(why)) && roots_equal(NULL);
+}
+
+START_TEST(random_partitions_converge_and_lose_nothing)
+{
+    unsigned long long seed =
+        getenv("WSYNC_SEED") ? strtoull(getenv("WSYNC_SEED"), NULL, 0) : 20261129;
+    rng = seed;
+    start_pair("two-way");
+    put(m.mnt, "d1/.keep", "");
+    put(m.mnt, "d2/.keep", "");
+    for (int round = 0; round < 4; round++) {
+        ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never equal before",
+                      seed, round);
+        hosts_link(&h, 1, 0);
+        struct contents gone = {0}, before = {0}, after = {0};
+        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
+            random_op(m.mnt, 'A', round, k, &gone);
+        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
+            random_op(rnd(2) ? btree : bmnt, 'B', round, k, &gone);
+        ck_assert_msg(wm_poll(disconnected, NULL, BOUND_MS), "seed %llu round %d: never cut",
+                      seed, round);
+        collect(m.src, "", &before);
+        collect(btree, "", &before);
+        hosts_link(&h, 1, 1);
+        ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never converged",
+                      seed, round);
+        collect(m.src, "", &after);
+        for (size_t i = 0; i < before.n; i++)
+            ck_assert_msg(!before.v[i] || has(&gone, before.v[i]) || has(&after, before.v[i]),
+                          "seed %llu round %d: lost '%s'", seed, round, before.v[i]);
+        contents_free(&gone);
+        contents_free(&before);
+        contents_free(&after);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("live_sync");
@@ -341,6 +484,7 @@ int main(void)
     tcase_add_test(tc, edits_flow_both_ways_through_both_mounts);
     tcase_add_test(tc, link_flap_merges_and_keeps_both_versions);
     tcase_add_test(tc, safe_mode_never_overwrites_an_edit_on_b);
+    tcase_add_test(tc, random_partitions_converge_and_lose_nothing);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
