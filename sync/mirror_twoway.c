@@ -171,8 +171,8 @@ static void *mirror_twoway_main(void *arg)
             poll(&pfd, 1, left);
             drain_kicks(m);
             clock_gettime(CLOCK_MONOTONIC, &t);
-            left = backoff - (int)((t.tv_sec - t0.tv_sec) * 1000 +
-                                   (t.tv_nsec - t0.tv_nsec) / 1000000);
+            left =
+                backoff - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
         }
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -208,12 +208,18 @@ int mirror_twoway_start(const struct mirror_twoway_options *o, struct mirror_two
     m->rsh = o->rsh ? strdup(o->rsh) : NULL;
     m->wsync_path = o->wsync_path ? strdup(o->wsync_path) : NULL;
     m->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    m->opt = (struct twoway_options){.src = m->src, .dest = m->dest, .rsh = m->rsh,
-                                     .wsync_path = m->wsync_path, .live = true,
-                                     .safe = o->safe, .trust_index = true,
+    m->opt = (struct twoway_options){.src = m->src,
+                                     .dest = m->dest,
+                                     .rsh = m->rsh,
+                                     .wsync_path = m->wsync_path,
+                                     .live = true,
+                                     .safe = o->safe,
+                                     .trust_index = true,
                                      .far_stderr_set = o->log_fd >= 0,
-                                     .far_stderr_fd = o->log_fd, .on_child = on_child,
-                                     .on_child_arg = m, .on_applied = o->on_applied,
+                                     .far_stderr_fd = o->log_fd,
+                                     .on_child = on_child,
+                                     .on_child_arg = m,
+                                     .on_applied = o->on_applied,
                                      .on_applied_arg = o->on_applied_arg};
     m->st.dest = m->dest;
     pthread_mutex_init(&m->lock, NULL);

@@ -31,8 +31,8 @@ struct mirror_twoway_stats {
 struct mirror_twoway_options {
     const char *src; /* absolute */
     const char *dest, *rsh, *wsync_path;
-    bool safe;       /* mode safe (else two-way) */
-    int log_fd;      /* the far side's stderr; -1: ours */
+    bool safe;  /* mode safe (else two-way) */
+    int log_fd; /* the far side's stderr; -1: ours */
     /* A round changed this path in SRC (see twoway_options.on_applied). */
     void (*on_applied)(const char *path, void *arg);
     void *on_applied_arg;

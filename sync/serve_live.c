@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LIVE_MASK                                                                              \
-    (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |          \
+#define LIVE_MASK                                                                                  \
+    (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |              \
      IN_MOVED_TO | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
 /* A burst that never goes quiet (a long write) still reports this often. */
@@ -40,8 +40,8 @@ struct serve_live {
     char *root;
     struct watch *v;
     size_t n, cap;
-    bool pending;    /* an event since the last rescan */
-    bool started;    /* the first WATCH was answered */
+    bool pending; /* an event since the last rescan */
+    bool started; /* the first WATCH was answered */
 };
 
 static const char *rel_of(struct serve_live *sl, int wd)
@@ -67,8 +67,7 @@ static void forget_wd(struct serve_live *sl, int wd)
 static void add_tree(struct serve_live *sl, const char *rel)
 {
     char abs[PATH_MAX];
-    if (snprintf(abs, sizeof(abs), "%s%s%s", sl->root, rel[0] ? "/" : "", rel) >=
-        (int)sizeof(abs))
+    if (snprintf(abs, sizeof(abs), "%s%s%s", sl->root, rel[0] ? "/" : "", rel) >= (int)sizeof(abs))
         return;
     int wd = inotify_add_watch(sl->fd, abs, LIVE_MASK);
     if (wd < 0)
@@ -98,8 +97,8 @@ static void add_tree(struct serve_live *sl, const char *rel)
         bool dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st;
-            dir = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                  S_ISDIR(st.st_mode);
+            dir =
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
         }
         char sub[PATH_MAX];
         if (dir && snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) <

@@ -29,8 +29,8 @@ void serve_live_rescan(struct serve_live *sl);
  * ROOT changed and stayed quiet (send CHANGED, flush, return 0).  A watch
  * that cannot be set up (inotify limits) is not an error: the peer's slow
  * fallback poll covers it.  -errno on a stream failure, err filled. */
-int serve_live_watch(struct serve_live **sl, struct wire *w, int in_fd, const char *root,
-                     char *err, size_t errsize);
+int serve_live_watch(struct serve_live **sl, struct wire *w, int in_fd, const char *root, char *err,
+                     size_t errsize);
 
 void serve_live_free(struct serve_live *sl);
 

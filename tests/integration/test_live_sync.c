@@ -157,8 +157,8 @@ static bool conflicts_reported(void *arg)
 /* Journal entries of root whose line ends with suffix. */
 static int journal_count(const char *root, const char *suffix)
 {
-    char *out = wm_sh_out(NULL, "'%s' log -n 1000000 '%s' | grep -c -- '%s$'", wm_bin(), root,
-                          suffix);
+    char *out =
+        wm_sh_out(NULL, "'%s' log -n 1000000 '%s' | grep -c -- '%s$'", wm_bin(), root, suffix);
     int n = atoi(out);
     free(out);
     return n;
@@ -266,8 +266,8 @@ START_TEST(link_flap_merges_and_keeps_both_versions)
     ck_assert_msg(wm_poll(roots_equal, NULL, 60000), "roots never equal after the flap");
     appears(m.mnt, "only_b.txt", "from B while apart\n");
     appears(bmnt, "only_a.txt", "from A while apart\n");
-    appears(m.mnt, "doomed.txt", "rescued on B\n"); /* the edit beats the delete */
-    appears(bmnt, "renamed.txt", "before the move\n");  /* the rename is kept ... */
+    appears(m.mnt, "doomed.txt", "rescued on B\n");           /* the edit beats the delete */
+    appears(bmnt, "renamed.txt", "before the move\n");        /* the rename is kept ... */
     appears(m.mnt, "moved.txt", "edited on B, moved on A\n"); /* ... and the edit */
     /* one copy of param on each side, both versions on both */
     ck_assert_int_eq(copies(m.src, "param"), 1);
@@ -329,9 +329,8 @@ START_TEST(safe_mode_never_overwrites_an_edit_on_b)
     ck_assert_str_eq(b, "kp: 3 (robot)\n");
     free(b);
     /* keep mine: the copy goes, and only then is B's file replaced */
-    ck_assert_int_eq(wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null", m.src,
-                           wm_bin()),
-                     0);
+    ck_assert_int_eq(
+        wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null", m.src, wm_bin()), 0);
     appears(btree, "cfg.yaml", "rate: 20 (laptop)\n");
 }
 END_TEST
@@ -404,7 +403,9 @@ static void random_op(const char *root, char side, int round, int k, struct cont
     char *old = wm_read(p, NULL);
     switch (rnd(4)) {
     case 0:
-    case 1: wm_write(p, data); break;
+    case 1:
+        wm_write(p, data);
+        break;
     case 2:
         if (old)
             unlink(p);
@@ -457,13 +458,13 @@ START_TEST(random_partitions_converge_and_lose_nothing)
             random_op(m.mnt, 'A', round, k, &gone);
         for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
             random_op(rnd(2) ? btree : bmnt, 'B', round, k, &gone);
-        ck_assert_msg(wm_poll(disconnected, NULL, BOUND_MS), "seed %llu round %d: never cut",
-                      seed, round);
+        ck_assert_msg(wm_poll(disconnected, NULL, BOUND_MS), "seed %llu round %d: never cut", seed,
+                      round);
         collect(m.src, "", &before);
         collect(btree, "", &before);
         hosts_link(&h, 1, 1);
-        ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never converged",
-                      seed, round);
+        ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never converged", seed,
+                      round);
         collect(m.src, "", &after);
         for (size_t i = 0; i < before.n; i++)
             ck_assert_msg(!before.v[i] || has(&gone, before.v[i]) || has(&after, before.v[i]),
