@@ -46,6 +46,10 @@ struct mirror_twoway {
     pthread_cond_t cond; /* stopping, exited, or a round done */
     bool stop, exited;
     pid_t child;
+    void (*on_applied)(const char *path, void *arg); /* the caller's */
+    void *on_applied_arg;
+    char **applied; /* paths the current round changed here (worker thread only) */
+    size_t napplied;
     struct mirror_status st;
     struct mirror_twoway_stats ex;
 };
@@ -58,6 +62,58 @@ static void on_child(pid_t pid, void *arg)
     if (pid && m->stop)
         kill(pid, SIGTERM);
     pthread_mutex_unlock(&m->lock);
+}
+
+/* A round changed path here: tell the caller (the mount's kernel cache),
+ * and remember it for the journal (see acked_through). */
+static void on_applied(const char *path, void *arg)
+{
+    struct mirror_twoway *m = arg;
+    char **v = realloc(m->applied, (m->napplied + 1) * sizeof(*v));
+    if (v) {
+        m->applied = v;
+        if ((v[m->napplied] = strdup(path)))
+            m->napplied++;
+    }
+    if (m->on_applied)
+        m->on_applied(path, m->on_applied_arg);
+}
+
+static void applied_clear(struct mirror_twoway *m)
+{
+    for (size_t i = 0; i < m->napplied; i++)
+        free(m->applied[i]);
+    free(m->applied);
+    m->applied = NULL;
+    m->napplied = 0;
+}
+
+struct ours {
+    struct mirror_twoway *m;
+    uint64_t through;
+};
+
+static int journal_entry_ours(uint64_t seq, const char *kind, const char *path, void *arg)
+{
+    struct ours *o = arg;
+    for (size_t i = 0; i < o->m->napplied; i++)
+        if (strcmp(o->m->applied[i], path) == 0) {
+            o->through = seq;
+            return 0;
+        }
+    return 1; /* a local edit: the next round sends it */
+}
+
+/* The journal the round began at covers everything before it; the entries
+ * after it that are the round's own writes here (pulled files, conflict
+ * copies) need no sending either, so they count as acknowledged — else
+ * status would show them as lag until the next round. */
+static uint64_t acked_through(struct mirror_twoway *m, uint64_t head)
+{
+    struct ours o = {.m = m, .through = head};
+    if (m->napplied)
+        index_journal_since(m->ix, head, journal_entry_ours, &o);
+    return o.through;
 }
 
 static int64_t now_ns(void)
@@ -88,14 +144,15 @@ static uint64_t journal_head(struct mirror_twoway *m)
     return index_journal_head(m->ix, &seq) == 0 ? seq : 0;
 }
 
-/* bytes_out is brought up to date when the session closes. */
-static void round_done(struct mirror_twoway *m, uint64_t head, const struct twoway_result *res)
+static void round_done(struct mirror_twoway *m, uint64_t head, const struct twoway_result *res,
+                       uint64_t base_out)
 {
     pthread_mutex_lock(&m->lock);
     m->st.acked_seq = head;
     m->st.caught_up = true;
     m->st.connected = true;
     m->st.batches++;
+    m->st.bytes_out = base_out + res->bytes_out;
     m->st.last_ack_ns = now_ns();
     m->st.last_error[0] = '\0';
     m->st.retry_ms = 0;
@@ -110,16 +167,17 @@ static void round_done(struct mirror_twoway *m, uint64_t head, const struct twow
 }
 
 /* Rounds until the session fails or we stop.  0 or -errno. */
-static int serve_rounds(struct mirror_twoway *m, struct twoway_link *l)
+static int serve_rounds(struct mirror_twoway *m, struct twoway_link *l, uint64_t base_out)
 {
     int r = 0;
     while (!r && !stopping(m)) {
         drain_kicks(m);
         uint64_t head = journal_head(m);
         struct twoway_result res;
+        applied_clear(m);
         if ((r = twoway_link_round(l, &res)))
             break;
-        round_done(m, head, &res);
+        round_done(m, acked_through(m, head), &res, base_out);
         /* Something changed under the round: look again soon (not at
          * once: an index that stays behind must not make us spin). */
         r = twoway_link_wait(l, m->kick_fd, res.again ? AGAIN_MS : FALLBACK_MS);
@@ -146,7 +204,7 @@ static void *mirror_twoway_main(void *arg)
             m->st.connected = true;
             pthread_mutex_unlock(&m->lock);
             backoff = BACKOFF_MIN_MS;
-            r = serve_rounds(m, l);
+            r = serve_rounds(m, l, base_out);
         }
         struct twoway_result fin = {0};
         r = twoway_link_close(l, r, &fin);
@@ -219,8 +277,10 @@ int mirror_twoway_start(const struct mirror_twoway_options *o, struct mirror_two
                                      .far_stderr_fd = o->log_fd,
                                      .on_child = on_child,
                                      .on_child_arg = m,
-                                     .on_applied = o->on_applied,
-                                     .on_applied_arg = o->on_applied_arg};
+                                     .on_applied = on_applied,
+                                     .on_applied_arg = m};
+    m->on_applied = o->on_applied;
+    m->on_applied_arg = o->on_applied_arg;
     m->st.dest = m->dest;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
@@ -309,6 +369,7 @@ void mirror_twoway_stop(struct mirror_twoway *m)
         kill(m->child, SIGTERM);
     pthread_mutex_unlock(&m->lock);
     pthread_join(m->thread, NULL);
+    applied_clear(m);
     index_close(m->ix);
     close(m->kick_fd);
     pthread_mutex_destroy(&m->lock);

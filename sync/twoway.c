@@ -918,6 +918,12 @@ int twoway_link_round(struct twoway_link *l, struct twoway_result *res)
     int r = round_run(S);
     if (r && !S->err[0])
         snprintf(S->err, S->errsize, "%s", strerror(-r));
+    if (S->w) { /* the session's traffic so far */
+        struct wire_stats ws;
+        wire_get_stats(S->w, &ws);
+        res->bytes_out = ws.bytes_out;
+        res->bytes_in = ws.bytes_in;
+    }
     S->res = &l->scratch;
     return r;
 }

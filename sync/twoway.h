@@ -67,6 +67,7 @@ int twoway_run(const struct twoway_options *opt, struct twoway_result *res, char
 struct twoway_link;
 int twoway_link_open(const struct twoway_options *opt, struct twoway_link **out, char *err,
                      size_t errsize);
+/* res->bytes_out/in: the session's traffic so far. */
 int twoway_link_round(struct twoway_link *l, struct twoway_result *res);
 int twoway_link_wait(struct twoway_link *l, int kick_fd, int timeout_ms);
 int twoway_link_close(struct twoway_link *l, int r, struct twoway_result *res);

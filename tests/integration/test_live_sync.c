@@ -154,6 +154,14 @@ static bool conflicts_reported(void *arg)
     return ok;
 }
 
+static bool no_lag(void *arg)
+{
+    char *st = status_b();
+    bool ok = st && strstr(st, "\"lag_seq\":0,");
+    free(st);
+    return ok;
+}
+
 /* Journal entries of root whose line ends with suffix. */
 static int journal_count(const char *root, const char *suffix)
 {
@@ -193,6 +201,8 @@ START_TEST(edits_flow_both_ways_through_both_mounts)
     appears(m.mnt, "src/a.c", "int a = 2; /* on B */\n");
     put(btree, "tuned.yaml", "gain: 7\n");
     appears(m.mnt, "tuned.yaml", "gain: 7\n");
+    /* what a round pulled is not lag (well within the 10 s fallback round) */
+    ck_assert_msg(wm_poll(no_lag, NULL, 5000), "status shows the pulled file as lag");
     /* made through B's own mount */
     put(bmnt, "src/a.c", "int a = 3; /* B's mount */\n");
     appears(m.mnt, "src/a.c", "int a = 3; /* B's mount */\n");
@@ -224,7 +234,8 @@ START_TEST(edits_flow_both_ways_through_both_mounts)
     appears(bmnt, "src/a.c", "int a = 4; /* A again */\n");
     ck_assert_msg(wm_poll(roots_equal, NULL, BOUND_MS), "roots never equal");
     char *st = status_b();
-    ck_assert_msg(st && strstr(st, "\"mode\":\"two-way\"") && wm_json_num(st, "conflicts") == 0,
+    ck_assert_msg(st && strstr(st, "\"mode\":\"two-way\"") &&
+                      wm_json_num(st, "conflicts") == 0 && wm_json_num(st, "bytes_out") > 0,
                   "status: %s", st ? st : "(none)");
     free(st);
     ck_assert_int_eq(copies(m.src, "a") + copies(btree, "tuned"), 0);
