@@ -451,6 +451,62 @@ START_TEST(commit_syncs_before_renames_and_before_ack)
 }
 END_TEST
 
+/* stat fields that any write to a path changes. */
+static void assert_untouched(const char *path, const struct stat *before)
+{
+    struct stat now;
+    ck_assert_msg(stat(path, &now) == 0, "%s is gone", path);
+    ck_assert_msg(now.st_ino == before->st_ino && now.st_size == before->st_size &&
+                      now.st_mtim.tv_sec == before->st_mtim.tv_sec &&
+                      now.st_mtim.tv_nsec == before->st_mtim.tv_nsec,
+                  "%s was written by a push that had nothing to do", path);
+}
+
+/* A push that finds both trees equal writes nothing on the far side: not
+ * its files, not its index (no sqlite write, so no WAL to checkpoint), not
+ * its staging dir, and it syncs nothing (an fsync on a busy disk waits for
+ * other people's writeback). */
+START_TEST(a_no_change_push_writes_nothing_on_the_far_side)
+{
+    ck_assert_int_eq(mkdir(SRC("d"), 0755), 0);
+    wm_write(SRC("d/a"), "a");
+    write_random(SRC("big"), 1 << 20, 41);
+    free(push("", 0));
+    free(push("", 0)); /* the far index as a second push leaves it */
+    const char *watched[] = {".wsync/index.db", ".wsync/staging", "big", "d/a", "d"};
+    struct stat before[5];
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(stat(DST(watched[i]), &before[i]), 0);
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof(log), "%s/strace.log", m.root);
+    char opts[PATH_MAX + 128];
+    snprintf(opts, sizeof(opts),
+             "--rsh 'strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,pwrite64,"
+             "renameat,renameat2,unlinkat,ftruncate'",
+             log);
+    char *out = push(opts, 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 0);
+    ck_assert_msg(strstr(out, "\"equal\":true"), "%s", out);
+    free(out);
+    for (int i = 0; i < 5; i++)
+        assert_untouched(DST(watched[i]), &before[i]);
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int syncs = 0, writes = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strstr(line, "sync(") || strstr(line, "syncfs(")) /* fsync, fdatasync too */
+            syncs++, fprintf(stderr, "far side synced: %s", line);
+        /* sqlite's -shm is its lock table in shared memory, not data */
+        else if (!strstr(line, "-shm>") && !strstr(line, "+++") && !strstr(line, "---"))
+            writes++, fprintf(stderr, "far side wrote: %s", line);
+    }
+    fclose(f);
+    ck_assert_msg(syncs == 0, "%d syncs on the far side of a no-change push", syncs);
+    ck_assert_msg(writes == 0, "%d writes on the far side of a no-change push", writes);
+}
+END_TEST
+
 /* A session that lives on (as a mirror's does) and syncs all twice: the
  * second pass lists ROOT afresh, after its own commits. */
 START_TEST(one_session_syncs_all_twice)
@@ -651,6 +707,7 @@ int main(void)
     tcase_add_test(tc, unchanged_subtrees_are_not_listed);
     tcase_add_test(tc, one_session_syncs_all_twice);
     tcase_add_test(tc, a_touch_is_applied_in_place);
+    tcase_add_test(tc, a_no_change_push_writes_nothing_on_the_far_side);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
     tcase_add_test(tc, push_over_real_ssh);
