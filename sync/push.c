@@ -272,7 +272,11 @@ static int plan_row(const struct index_file *f, void *arg)
     if (f->type == S_IFREG) {
         m.update.size = (uint64_t)f->size;
         p->res->files++;
-        if (f->size <= (int64_t)WIRE_INLINE_MAX) {
+        /* A small file travels inline, unless the far side has this very
+         * content at this path (a touch or chmod): then its one-chunk list
+         * lets the far side set mode and mtime in place, with no copy. */
+        bool there = rm && rm->e.type == S_IFREG && content_id_eq(&rm->e.id, &f->id);
+        if (f->size <= (int64_t)WIRE_INLINE_MAX && !(there && f->size > 0)) {
             r = read_small(p, f->path, small, (size_t)f->size);
             m.update.inline_data = true;
             m.update.data = small;

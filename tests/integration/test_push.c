@@ -573,6 +573,26 @@ START_TEST(a_touch_is_applied_in_place)
 }
 END_TEST
 
+/* A touched file small enough to travel inline is not sent again: its
+ * one-chunk list lets the far side set the mtime in place. */
+START_TEST(a_touched_small_file_is_not_resent)
+{
+    write_random(SRC("small"), 3000, 33); /* random: lz4 cannot shrink it */
+    free(push("", 0));
+    struct stat before, after;
+    ck_assert_int_eq(stat(DST("small"), &before), 0);
+    set_mtime(SRC("small"), 1600000000);
+    char *out = push("", 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 1);
+    ck_assert_int_lt(wm_json_num(out, "bytes_out"), 1000);
+    free(out);
+    ck_assert_int_eq(stat(DST("small"), &after), 0);
+    ck_assert_uint_eq(after.st_ino, before.st_ino);
+    assert_same_mtime("small");
+    assert_verified();
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -707,6 +727,7 @@ int main(void)
     tcase_add_test(tc, unchanged_subtrees_are_not_listed);
     tcase_add_test(tc, one_session_syncs_all_twice);
     tcase_add_test(tc, a_touch_is_applied_in_place);
+    tcase_add_test(tc, a_touched_small_file_is_not_resent);
     tcase_add_test(tc, a_no_change_push_writes_nothing_on_the_far_side);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
