@@ -186,8 +186,9 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
     r = 0;
     if (!same_content || !existed)
         r = journal(in, existed ? "modify" : "add", now->path, &now->seq);
+    /* Same content (a touch): the chunk rows stand, only the stat moves. */
     if (!r)
-        r = index_put(in->ix, now, chunks, nchunks);
+        r = same_content ? index_touch(in->ix, now) : index_put(in->ix, now, chunks, nchunks);
     if (!r && !same_content)
         existed ? c->modified++ : c->added++;
     free(chunks);
@@ -220,7 +221,11 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
         int r;
         int tries = 0;
         do {
-            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->id : &now.id,
+            /* A row of another type has no content to match (the touch
+             * path of store_regular keeps the row's type). */
+            static const struct content_id none;
+            bool was_file = existed && row->type == S_IFREG;
+            r = store_regular(in, dirfd, name, &now, existed, was_file ? &row->id : &none,
                               tries == 0 ? hint : NULL, c);
             if (r == -EAGAIN) {
                 struct stat again;

@@ -288,6 +288,45 @@ START_TEST(scan_merges_names_that_sort_apart)
 }
 END_TEST
 
+/* A touch or chmod re-hashes the file but keeps its row's content: the
+ * stat fields move, the chunk rows stay, nothing is journalled as a
+ * change.  A directory that becomes an empty file is a new file, not a
+ * touch of the directory's row. */
+START_TEST(touch_moves_the_stat_and_keeps_the_chunks)
+{
+    put("f", "some content that makes a chunk");
+    dir("d");
+    scan_and_check();
+    struct index_file before, after;
+    ck_assert_int_eq(index_get(ix, "f", &before), 0);
+    struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1600000000, .tv_nsec = 5}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, at("f"), t, 0), 0);
+    ck_assert_int_eq(chmod(at("f"), 0600), 0);
+    ck_assert_int_eq(rmdir(at("d")), 0);
+    put("d", "");
+    struct indexer_counts c = scan_and_check();
+    ck_assert_uint_eq(c.hashed, 2);
+    ck_assert_uint_eq(c.modified, 1); /* d, a directory no more */
+    ck_assert_int_eq(index_get(ix, "f", &after), 0);
+    ck_assert_int_eq(after.mtime_ns, 1600000000000000005LL);
+    ck_assert_uint_eq(after.mode, 0600);
+    ck_assert(content_id_eq(&after.id, &before.id));
+    ck_assert_uint_eq(after.seq, before.seq);
+    struct chunk *chunks = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(index_get_chunks(ix, "f", &chunks, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(chunks[0].len, strlen("some content that makes a chunk"));
+    free(chunks);
+    index_file_release(&before);
+    index_file_release(&after);
+    struct index_file d;
+    ck_assert_int_eq(index_get(ix, "d", &d), 0);
+    ck_assert_uint_eq(d.type, S_IFREG);
+    index_file_release(&d);
+}
+END_TEST
+
 START_TEST(listing_is_strcmp_order_and_stats_every_entry)
 {
     const char *names[] = {"b", "B", "a-b", "a", "a.c", "\xc3\xa9", "e", "_", "0"};
@@ -330,6 +369,7 @@ int main(void)
     tcase_add_test(tc, rows_sort_by_bytes_and_skip_subtrees);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, scan_merges_names_that_sort_apart);
+    tcase_add_test(tc, touch_moves_the_stat_and_keeps_the_chunks);
     tcase_add_test(tc, listing_is_strcmp_order_and_stats_every_entry);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
