@@ -504,11 +504,13 @@ static int open_source(struct sender *p)
         r = indexer_new(p->src, p->ix, &p->in, p->err, p->errsize);
     if (!r && !p->opt->trust_index) {
         progress(p, "indexing", false);
-        r = indexer_scan(p->in, NULL);
+        /* The manifest comes from the rows the scan loaded, when it
+         * changed none: the index is read once, not twice. */
+        r = indexer_scan_manifest(p->in, 0777, NULL, &p->local);
         if (r)
             snprintf(p->err, p->errsize, "indexing %s: %s", p->src, strerror(-r));
     }
-    if (!r && (r = manifest_build(p->ix, 0777, &p->local)))
+    if (!r && !p->local && (r = manifest_build(p->ix, 0777, &p->local)))
         snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r));
     if (!r && (r = tree_root_from_manifest(p->local, &p->res->src_root)))
         snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
