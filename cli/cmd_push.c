@@ -103,8 +103,11 @@ static int run(int argc, char **argv, bool verify)
     struct push_result res;
     char err[1024] = "";
     int r = push_run(&opt, &res, err, sizeof(err));
-    if (r)
-        return cli_error("%s %s -> %s: %s", name, opt.src, opt.dest, err);
+    if (r) {
+        r = cli_error("%s %s -> %s: %s", name, opt.src, opt.dest, err);
+        free(dest);
+        return r;
+    }
     char sroot[CONTENT_ID_HEX_LEN + 1], droot[CONTENT_ID_HEX_LEN + 1];
     content_id_to_hex(&res.src_root, sroot);
     content_id_to_hex(&res.dest_root, droot);
@@ -127,6 +130,7 @@ static int run(int argc, char **argv, bool verify)
                res.chunks_sent, (double)res.data_bytes / (1 << 20),
                (double)res.bytes_out / (1 << 20), (double)res.bytes_in / 1024, res.seconds);
     }
+    free(dest);
     return verify && !equal ? 1 : 0;
 }
 
