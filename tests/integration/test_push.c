@@ -597,6 +597,41 @@ START_TEST(a_touched_small_file_is_not_resent)
 }
 END_TEST
 
+/* A touch sets only the mtime on the far side (a chmod to the same mode
+ * would dirty each inode for nothing); a chmod still travels. */
+START_TEST(a_touch_does_not_chmod_the_far_file)
+{
+    write_random(SRC("t1"), 20000, 35);
+    write_random(SRC("t2"), 20000, 36);
+    ck_assert_int_eq(chmod(SRC("t2"), 0600), 0);
+    free(push("", 0));
+    set_mtime(SRC("t1"), 1600000000);
+    set_mtime(SRC("t2"), 1600000000);
+    ck_assert_int_eq(chmod(SRC("t2"), 0640), 0);
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof(log), "%s/strace.log", m.root);
+    char opts[PATH_MAX + 256];
+    snprintf(opts, sizeof(opts),
+             "--rsh '" UNDER_STRACE "strace -f -qq -o %s -e trace=chmod,fchmod,fchmodat'", log);
+    char *out = push(opts, 0);
+    ck_assert_int_eq(wm_json_num(out, "files"), 2);
+    free(out);
+    assert_same_mtime("t1");
+    assert_same_mtime("t2");
+    struct stat st;
+    ck_assert_int_eq(stat(DST("t2"), &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0640);
+    size_t len = 0;
+    char *text = wm_read(log, &len);
+    int chmods = 0;
+    for (char *p = text; (p = strstr(p, "chmod")); p++)
+        chmods++;
+    ck_assert_msg(chmods == 1, "%d chmods on the far side for one mode change:\n%s", chmods, text);
+    free(text);
+    assert_verified();
+}
+END_TEST
+
 /* A second host: network namespace hostB, reached with --rsh. */
 START_TEST(push_into_a_network_namespace)
 {
@@ -732,6 +767,7 @@ int main(void)
     tcase_add_test(tc, one_session_syncs_all_twice);
     tcase_add_test(tc, a_touch_is_applied_in_place);
     tcase_add_test(tc, a_touched_small_file_is_not_resent);
+    tcase_add_test(tc, a_touch_does_not_chmod_the_far_file);
     tcase_add_test(tc, a_no_change_push_writes_nothing_on_the_far_side);
     tcase_add_test(tc, commit_syncs_before_renames_and_before_ack);
     tcase_add_test(tc, push_into_a_network_namespace);
