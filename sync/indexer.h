@@ -29,7 +29,7 @@ struct indexer_counts {
     uint64_t hashed;  /* files read and hashed */
     uint64_t bytes_hashed;
     uint64_t added, modified, deleted, renamed;
-    uint64_t written; /* rows stored or deleted (a touch included) */
+    uint64_t written;     /* rows stored or deleted (a touch included) */
     uint64_t indexed_seq; /* thread mode: every change event up to this one is indexed */
     uint64_t batches;     /* thread mode: batches committed; the first is the startup scan */
 };

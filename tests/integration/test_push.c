@@ -416,7 +416,8 @@ START_TEST(commit_syncs_before_renames_and_before_ack)
     snprintf(log, sizeof(log), "%s/strace.log", m.root);
     char opts[PATH_MAX + 256];
     snprintf(opts, sizeof(opts),
-             "--rsh '" UNDER_STRACE "strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,renameat,renameat2,write'",
+             "--rsh '" UNDER_STRACE
+             "strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,renameat,renameat2,write'",
              log);
     free(push(opts, 0));
     assert_verified();
@@ -485,7 +486,8 @@ START_TEST(a_no_change_push_writes_nothing_on_the_far_side)
     snprintf(log, sizeof(log), "%s/strace.log", m.root);
     char opts[PATH_MAX + 256];
     snprintf(opts, sizeof(opts),
-             "--rsh '" UNDER_STRACE "strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,pwrite64,"
+             "--rsh '" UNDER_STRACE
+             "strace -f -qq -y -o %s -e trace=syncfs,fsync,fdatasync,pwrite64,"
              "renameat,renameat2,unlinkat,ftruncate'",
              log);
     char *out = push(opts, 0);
