@@ -49,6 +49,10 @@
 # command and every process it waited for (both ends of the transfer, the
 # relay included), which a loaded machine disturbs less than wall time.
 # Order alternates (wsync first in a, c, e, g; rsync first otherwise).
+# Before every timed command, `sync` (not timed) writes back what earlier
+# runs left dirty: rsync never syncs, wsync's commit does (syncfs), so
+# without it wsync's commit would also pay for the writeback of the run
+# before it (e.g. rsync's 500 MiB in (f) landing in wsync's (g)).
 # Caches stay warm (no drop_caches: the machine is shared).
 #
 # Needs: bash, python3 (>= 3.10), rsync, openssl, GNU diff/find/time.
@@ -214,6 +218,7 @@ declare -A B_OUT B_IN WALL CPU OK SELF
 run_tool() {  # run_tool TOOL SCEN
     local tool=$1 sc=$2 tag="$2-$1" dest cf=$TMP/count.$2.$1 t0 t1 rc=0
     : > "$cf"
+    sync  # see the header: no run pays for an earlier run's writeback
     if [ "$tool" = wsync ]; then
         dest=$DW
         t0=$(date +%s.%N)

@@ -665,7 +665,8 @@ static int set_meta_in_place(struct applier *a, const char *path, uint32_t mode,
     if (same) {
         struct timespec tv[2];
         mtime_times(mtime_ns, tv);
-        if (fchmodat(dirfd, base, mode & 0777, 0) < 0 ||
+        /* A chmod to the same mode still dirties the inode: only if it moves. */
+        if (((st.st_mode & 07777) != (mode & 0777) && fchmodat(dirfd, base, mode & 0777, 0) < 0) ||
             utimensat(dirfd, base, tv, AT_SYMLINK_NOFOLLOW) < 0)
             r = fail(a, -errno, "setting the mode and mtime of %s: %s", path, strerror(errno));
         if (!r)

@@ -80,6 +80,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_JOURNAL_SINCE] = "SELECT seq, kind, path FROM journal WHERE seq > ?1 ORDER BY seq",
 };
 
+#define SCHEMA_VERSION 1 /* bump when the schema changes */
+#define TEXT_OF(x)     #x
+#define TEXT(x)        TEXT_OF(x)
+
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS files("
     " fid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, type INTEGER NOT NULL,"
@@ -93,13 +97,27 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS journal("
     " seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, kind TEXT NOT NULL,"
     " path TEXT NOT NULL);"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = " TEXT(SCHEMA_VERSION) ";";
 
 struct index {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
 };
+
+/* An index at SCHEMA_VERSION has every table: the schema script (which
+ * writes, since setting user_version is a write transaction) is skipped, so
+ * opening an index and reading it writes nothing, creates no WAL and costs
+ * no fsync (a no-change push then writes nothing on either side). */
+static bool schema_current(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        return false;
+    bool current = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == SCHEMA_VERSION;
+    sqlite3_finalize(s);
+    return current;
+}
 
 static int fail(struct index *ix)
 {
@@ -158,7 +176,8 @@ int index_open(int state_dirfd, const char *state_dir_path, bool readonly, struc
     const char *setup = readonly ? "PRAGMA query_only = 1;"
                                  : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
     if (sqlite3_exec(ix->db, setup, NULL, NULL, &msg) != SQLITE_OK ||
-        (!readonly && sqlite3_exec(ix->db, schema, NULL, NULL, &msg) != SQLITE_OK)) {
+        (!readonly && !schema_current(ix->db) &&
+         sqlite3_exec(ix->db, schema, NULL, NULL, &msg) != SQLITE_OK)) {
         snprintf(err, errsize, "index %s is unusable: %s (move it aside; it is rebuilt "
                  "from SRC on the next run)", ix->path, msg ? msg : "unknown error");
         sqlite3_free(msg);

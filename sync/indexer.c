@@ -15,6 +15,7 @@
 #include "chunker.h"
 #include "dir_listing.h"
 #include "index.h"
+#include "manifest.h"
 #include "rechunk.h"
 #include "rules.h"
 #include "scan_rows.h"
@@ -117,6 +118,7 @@ static void count_add(struct indexer_counts *c, const struct indexer_counts *d)
     c->modified += d->modified;
     c->deleted += d->deleted;
     c->renamed += d->renamed;
+    c->written += d->written;
 }
 
 static int journal(struct indexer *in, const char *kind, const char *path, uint64_t *seq)
@@ -186,8 +188,10 @@ static int store_regular(struct indexer *in, int dirfd, const char *name, struct
     r = 0;
     if (!same_content || !existed)
         r = journal(in, existed ? "modify" : "add", now->path, &now->seq);
+    /* Same content (a touch): the chunk rows stand, only the stat moves. */
     if (!r)
-        r = index_put(in->ix, now, chunks, nchunks);
+        r = same_content ? index_touch(in->ix, now) : index_put(in->ix, now, chunks, nchunks);
+    c->written += r == 0;
     if (!r && !same_content)
         existed ? c->modified++ : c->added++;
     free(chunks);
@@ -220,7 +224,11 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
         int r;
         int tries = 0;
         do {
-            r = store_regular(in, dirfd, name, &now, existed, existed ? &row->id : &now.id,
+            /* A row of another type has no content to match (the touch
+             * path of store_regular keeps the row's type). */
+            static const struct content_id none;
+            bool was_file = existed && row->type == S_IFREG;
+            r = store_regular(in, dirfd, name, &now, existed, was_file ? &row->id : &none,
                               tries == 0 ? hint : NULL, c);
             if (r == -EAGAIN) {
                 struct stat again;
@@ -244,6 +252,7 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
         int r = same ? 0 : journal(in, existed ? "modify" : "add", path, &now.seq);
         if (!r && !same)
             existed ? c->modified++ : c->added++;
+        c->written += r == 0;
         return r ? r : index_put(in->ix, &now, NULL, 0);
     }
     if (S_ISDIR(st->st_mode)) {
@@ -251,6 +260,7 @@ static int sync_entry(struct indexer *in, int dirfd, const char *name, const cha
         int r = same ? 0 : journal(in, existed ? "modify" : "add", path, &now.seq);
         if (!r && !same)
             existed ? c->modified++ : c->added++;
+        c->written += r == 0;
         return r ? r : index_put(in->ix, &now, NULL, 0);
     }
     return 0; /* not indexable: the caller leaves its row to the sweep */
@@ -361,6 +371,7 @@ static int sweep(struct scan *sc)
         if (r)
             return r;
         sc->c->deleted++;
+        sc->c->written++;
         size_t lo, hi;
         scan_rows_below(rows, row->f.path, strlen(row->f.path), &lo, &hi);
         for (size_t j = lo; j < hi; j++)
@@ -370,7 +381,8 @@ static int sweep(struct scan *sc)
 }
 
 /* Scan `path` (a directory, "" for SRC) and everything below it. */
-static int scan_subtree(struct indexer *in, const char *path, struct indexer_counts *c)
+static int scan_subtree(struct indexer *in, const char *path, struct indexer_counts *c,
+                        struct scan_rows *keep)
 {
     struct scan sc = {.in = in, .path = STRBUF_INIT, .c = c};
     int r = scan_rows_load(&sc.rows, in->ix, path);
@@ -397,6 +409,10 @@ static int scan_subtree(struct indexer *in, const char *path, struct indexer_cou
     if (!r)
         r = sweep(&sc);
     strbuf_release(&sc.path);
+    if (!r && keep) {
+        *keep = sc.rows; /* the caller frees them */
+        return 0;
+    }
     scan_rows_free(&sc.rows);
     return r;
 }
@@ -471,14 +487,30 @@ static int in_transaction(struct indexer *in, int (*fn)(struct indexer *, void *
     return 0;
 }
 
+/* arg: NULL, or a struct scan_rows to keep the rows in. */
 static int do_scan(struct indexer *in, void *arg, struct indexer_counts *c)
 {
-    return scan_subtree(in, "", c);
+    return scan_subtree(in, "", c, arg);
 }
 
 int indexer_scan(struct indexer *in, struct indexer_counts *counts)
 {
     return in_transaction(in, do_scan, NULL, counts);
+}
+
+int indexer_scan_manifest(struct indexer *in, uint32_t mode_mask, struct indexer_counts *counts,
+                          struct manifest **out)
+{
+    struct scan_rows rows = {0};
+    struct indexer_counts c = {0};
+    int r = in_transaction(in, do_scan, &rows, &c);
+    if (!r)
+        r = c.written == 0 ? manifest_from_rows(&rows, mode_mask, out)
+                           : manifest_build(in->ix, mode_mask, out);
+    scan_rows_free(&rows);
+    if (!r && counts)
+        count_add(counts, &c);
+    return r;
 }
 
 /* Split "a/b/c" into the parent's fd (opened beneath SRC) and "c". */
@@ -500,7 +532,7 @@ static int sync_one(struct indexer *in, const char *path, bool deep,
                     const struct change_entry *hint, struct indexer_counts *c)
 {
     if (!*path)
-        return deep ? scan_subtree(in, "", c) : 0;
+        return deep ? scan_subtree(in, "", c, NULL) : 0;
     const char *name;
     int dirfd = open_parent(in, path, &name);
     struct stat st;
@@ -530,7 +562,7 @@ static int sync_one(struct indexer *in, const char *path, bool deep,
         if (!r)
             r = sync_entry(in, dirfd, name, path, &st, existed ? &row : NULL, hint, c);
         if (!r && S_ISDIR(st.st_mode) && deep)
-            r = scan_subtree(in, path, c);
+            r = scan_subtree(in, path, c, NULL);
     }
     if (existed)
         index_file_release(&row);
@@ -632,7 +664,7 @@ static int do_batch(struct indexer *in, void *arg, struct indexer_counts *c)
         if (strcmp(b->e[i].path, RULES_FILE) == 0 && reload_rules(in))
             b->rescan = true;
     if (b->rescan)
-        return scan_subtree(in, "", c);
+        return scan_subtree(in, "", c, NULL);
     int r = 0;
     /* Local paths (the overlay) never enter the index: their events are
      * for the log only.  A rename out of the mirrored tree into a local

@@ -22,12 +22,14 @@
 struct index;
 struct change_stream;
 struct indexer;
+struct manifest;
 
 struct indexer_counts {
     uint64_t scanned; /* paths looked at */
     uint64_t hashed;  /* files read and hashed */
     uint64_t bytes_hashed;
     uint64_t added, modified, deleted, renamed;
+    uint64_t written;     /* rows stored or deleted (a touch included) */
     uint64_t indexed_seq; /* thread mode: every change event up to this one is indexed */
     uint64_t batches;     /* thread mode: batches committed; the first is the startup scan */
 };
@@ -42,6 +44,12 @@ void indexer_free(struct indexer *in);
 
 /* Compare all of SRC with the index and fix every difference. */
 int indexer_scan(struct indexer *in, struct indexer_counts *counts);
+
+/* indexer_scan, then the manifest (manifest.h, mode_mask as there) of the
+ * index as the scan left it.  When the scan wrote no row, the manifest is
+ * made from the rows the scan loaded, not by reading the index again. */
+int indexer_scan_manifest(struct indexer *in, uint32_t mode_mask, struct indexer_counts *counts,
+                          struct manifest **out);
 
 /* Bring one path up to date; `deep` also walks everything below it. */
 int indexer_sync_path(struct indexer *in, const char *path, bool deep,

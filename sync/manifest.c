@@ -10,6 +10,7 @@
  */
 #include "manifest.h"
 #include "index.h"
+#include "scan_rows.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -192,13 +193,20 @@ static int make_digests(struct manifest *m)
     return 0;
 }
 
-int manifest_build(struct index *ix, uint32_t mode_mask, struct manifest **out)
+/* rows: NULL to read the index ix. */
+static int build(struct index *ix, const struct scan_rows *rows, uint32_t mode_mask,
+                 struct manifest **out)
 {
     struct manifest *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
     m->mode_mask = mode_mask;
-    int r = index_foreach(ix, "", add_row, m);
+    int r = 0;
+    if (rows)
+        for (size_t i = 0; !r && i < rows->n; i++)
+            r = add_row(&rows->v[i].f, m);
+    else
+        r = index_foreach(ix, "", add_row, m);
     if (!r)
         r = sort_tree_order(m);
     if (!r)
@@ -209,6 +217,16 @@ int manifest_build(struct index *ix, uint32_t mode_mask, struct manifest **out)
     }
     *out = m;
     return 0;
+}
+
+int manifest_build(struct index *ix, uint32_t mode_mask, struct manifest **out)
+{
+    return build(ix, NULL, mode_mask, out);
+}
+
+int manifest_from_rows(const struct scan_rows *rows, uint32_t mode_mask, struct manifest **out)
+{
+    return build(NULL, rows, mode_mask, out);
 }
 
 bool manifest_subtree(const struct manifest *m, const char *dir, size_t *lo, size_t *hi)

@@ -30,6 +30,10 @@ struct manifest;
  * sender (what it would send), 07777 for a receiver (what it has).
  * 0, or -errno (-ENOMEM, or the index's error). */
 int manifest_build(struct index *ix, uint32_t mode_mask, struct manifest **out);
+/* The same from rows a scan holds (scan_rows.h): every row of an index
+ * that nothing wrote since they were loaded. */
+struct scan_rows;
+int manifest_from_rows(const struct scan_rows *rows, uint32_t mode_mask, struct manifest **out);
 void manifest_free(struct manifest *m);
 
 size_t manifest_count(const struct manifest *m);

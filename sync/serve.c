@@ -98,11 +98,9 @@ static int load_manifest(struct session *s)
 {
     if (s->mf)
         return 0;
-    int r = indexer_scan(s->in, NULL);
+    int r = indexer_scan_manifest(s->in, 07777, NULL, &s->mf);
     if (r)
         return snprintf(s->err, s->errsize, "indexing %s: %s", s->root, strerror(-r)), r;
-    if ((r = manifest_build(s->ix, 07777, &s->mf)))
-        return snprintf(s->err, s->errsize, "manifest of %s: %s", s->root, strerror(-r)), r;
     if ((r = tree_root_from_manifest(s->mf, &s->root_id)))
         return snprintf(s->err, s->errsize, "tree root of %s: %s", s->root, strerror(-r)), r;
     return 0;

@@ -6,6 +6,7 @@
 #include "sync/index.h"
 #include "sync/manifest.h"
 #include "sync/message.h"
+#include "sync/scan_rows.h"
 #include "sync/tree_root.h"
 #include "tests/lib/harness.h"
 
@@ -139,6 +140,33 @@ START_TEST(tree_order_ranges_and_digests)
 }
 END_TEST
 
+/* A manifest made from a scan's rows is the one made from the index. */
+START_TEST(rows_give_the_index_manifest)
+{
+    fill();
+    struct scan_rows rows = {0};
+    ck_assert_int_eq(scan_rows_load(&rows, ix, ""), 0);
+    uint32_t masks[] = {0777, 07777};
+    for (int k = 0; k < 2; k++) {
+        struct manifest *a, *b;
+        ck_assert_int_eq(manifest_build(ix, masks[k], &a), 0);
+        ck_assert_int_eq(manifest_from_rows(&rows, masks[k], &b), 0);
+        ck_assert_uint_eq(manifest_count(a), 7);
+        ck_assert_uint_eq(manifest_count(b), manifest_count(a));
+        ck_assert(content_id_eq(manifest_digest(a), manifest_digest(b)));
+        for (size_t i = 0; i < manifest_count(a); i++) {
+            ck_assert_str_eq(manifest_entry(a, i)->path, manifest_entry(b, i)->path);
+            ck_assert_uint_eq(manifest_entry(a, i)->mode, manifest_entry(b, i)->mode);
+            ck_assert(content_id_eq(&manifest_entry(a, i)->id, &manifest_entry(b, i)->id));
+            ck_assert_uint_eq(manifest_end(a, i), manifest_end(b, i));
+        }
+        manifest_free(a);
+        manifest_free(b);
+    }
+    scan_rows_free(&rows);
+}
+END_TEST
+
 START_TEST(deep_trees_and_empty_ones)
 {
     struct manifest *m;
@@ -175,6 +203,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, tree_order_ranges_and_digests);
     tcase_add_test(tc, deep_trees_and_empty_ones);
+    tcase_add_test(tc, rows_give_the_index_manifest);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

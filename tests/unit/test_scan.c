@@ -10,6 +10,7 @@
 #include "sync/dir_listing.h"
 #include "sync/index.h"
 #include "sync/indexer.h"
+#include "sync/manifest.h"
 #include "sync/scan_rows.h"
 #include "sync/tree_root.h"
 #include "tests/lib/harness.h"
@@ -288,6 +289,80 @@ START_TEST(scan_merges_names_that_sort_apart)
 }
 END_TEST
 
+/* A touch or chmod re-hashes the file but keeps its row's content: the
+ * stat fields move, the chunk rows stay, nothing is journalled as a
+ * change.  A directory that becomes an empty file is a new file, not a
+ * touch of the directory's row. */
+START_TEST(touch_moves_the_stat_and_keeps_the_chunks)
+{
+    put("f", "some content that makes a chunk");
+    dir("d");
+    scan_and_check();
+    struct index_file before, after;
+    ck_assert_int_eq(index_get(ix, "f", &before), 0);
+    struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1600000000, .tv_nsec = 5}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, at("f"), t, 0), 0);
+    ck_assert_int_eq(chmod(at("f"), 0600), 0);
+    ck_assert_int_eq(rmdir(at("d")), 0);
+    put("d", "");
+    struct indexer_counts c = scan_and_check();
+    ck_assert_uint_eq(c.hashed, 2);
+    ck_assert_uint_eq(c.modified, 1); /* d, a directory no more */
+    ck_assert_int_eq(index_get(ix, "f", &after), 0);
+    ck_assert_int_eq(after.mtime_ns, 1600000000000000005LL);
+    ck_assert_uint_eq(after.mode, 0600);
+    ck_assert(content_id_eq(&after.id, &before.id));
+    ck_assert_uint_eq(after.seq, before.seq);
+    struct chunk *chunks = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(index_get_chunks(ix, "f", &chunks, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(chunks[0].len, strlen("some content that makes a chunk"));
+    free(chunks);
+    index_file_release(&before);
+    index_file_release(&after);
+    struct index_file d;
+    ck_assert_int_eq(index_get(ix, "d", &d), 0);
+    ck_assert_uint_eq(d.type, S_IFREG);
+    index_file_release(&d);
+}
+END_TEST
+
+/* indexer_scan_manifest: the manifest of the index as the scan left it,
+ * whether the scan wrote (then the index is read again) or not (then the
+ * scan's own rows are used). */
+static void assert_scan_manifest(uint64_t want_written)
+{
+    char err[512];
+    struct indexer *in;
+    ck_assert_msg(indexer_new(root, ix, &in, err, sizeof(err)) == 0, "%s", err);
+    struct indexer_counts c = {0};
+    struct manifest *got, *want;
+    ck_assert_int_eq(indexer_scan_manifest(in, 0777, &c, &got), 0);
+    indexer_free(in);
+    ck_assert_uint_eq(c.written, want_written);
+    ck_assert_int_eq(manifest_build(ix, 0777, &want), 0);
+    ck_assert_uint_eq(manifest_count(got), manifest_count(want));
+    ck_assert(content_id_eq(manifest_digest(got), manifest_digest(want)));
+    manifest_free(got);
+    manifest_free(want);
+}
+
+START_TEST(scan_manifest_matches_the_index)
+{
+    dir("d");
+    put("d/a", "a");
+    put("b", "b");
+    assert_scan_manifest(3); /* d, d/a, b */
+    assert_scan_manifest(0); /* nothing changed: from the rows */
+    struct timespec t[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1600000000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, at("d/a"), t, 0), 0);
+    ck_assert_int_eq(unlink(at("b")), 0);
+    assert_scan_manifest(2); /* the touch, the delete */
+    assert_scan_manifest(0);
+}
+END_TEST
+
 START_TEST(listing_is_strcmp_order_and_stats_every_entry)
 {
     const char *names[] = {"b", "B", "a-b", "a", "a.c", "\xc3\xa9", "e", "_", "0"};
@@ -330,6 +405,8 @@ int main(void)
     tcase_add_test(tc, rows_sort_by_bytes_and_skip_subtrees);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, scan_merges_names_that_sort_apart);
+    tcase_add_test(tc, touch_moves_the_stat_and_keeps_the_chunks);
+    tcase_add_test(tc, scan_manifest_matches_the_index);
     tcase_add_test(tc, listing_is_strcmp_order_and_stats_every_entry);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
