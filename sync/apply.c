@@ -63,6 +63,7 @@ struct staged {
     bool touched; /* patch_apply has begun on the file: the log must stay
                    * until the file is durable */
     uint64_t log_seq;
+    int64_t seen_mtime_ns, seen_ctime_ns; /* the file's stat when it was chosen */
     struct patch patch; /* patch.path is path: not owned */
     unsigned char *patch_buf;
 };
@@ -645,7 +646,8 @@ static bool chunk_unchanged(const struct chunk *old, size_t nold, const struct c
 /* The file at path is stat clean against ROOT's index (so its index chunk
  * list is what it holds), a regular file with no other name, and not
  * already in this batch?  Its inode in *ino. */
-static bool inplace_target(struct applier *a, const char *path, uint64_t *ino)
+static bool inplace_target(struct applier *a, const char *path, uint64_t *ino, int64_t *mtime_ns,
+                           int64_t *ctime_ns)
 {
     struct index_file row;
     if (index_get(a->ix, path, &row) != 0)
@@ -664,6 +666,8 @@ static bool inplace_target(struct applier *a, const char *path, uint64_t *ino)
     for (size_t i = 0; ok && i < a->nstaged; i++)
         ok = strcmp(a->staged[i].path, path) != 0; /* patches are made against the file as is */
     *ino = ok ? st.st_ino : 0;
+    *mtime_ns = ok ? ns_of(st.st_mtim) : 0;
+    *ctime_ns = ok ? ns_of(st.st_ctim) : 0;
     return ok;
 }
 
@@ -678,10 +682,11 @@ static int try_inplace(struct applier *a, const char *path, uint32_t mode, int64
 {
     struct content_id id;
     uint64_t ino;
+    int64_t seen_mtime, seen_ctime;
     if (a->dry_run || nchunks == 0)
         return 0;
     id_of_chunks(chunks, nchunks, &id);
-    if (!content_id_eq(&id, file_id) || !inplace_target(a, path, &ino))
+    if (!content_id_eq(&id, file_id) || !inplace_target(a, path, &ino, &seen_mtime, &seen_ctime))
         return 0; /* a lying file id is refused by the staging path's checks */
     struct chunk *old = NULL;
     size_t nold = 0;
@@ -699,6 +704,8 @@ static int try_inplace(struct applier *a, const char *path, uint32_t mode, int64
     struct staged *s = small && !r ? &a->staged[idx] : NULL;
     if (s) {
         s->inplace = true;
+        s->seen_mtime_ns = seen_mtime;
+        s->seen_ctime_ns = seen_ctime;
         s->patch = (struct patch){.path = s->path, .ino = ino, .size = size,
                                   .mode = mode & 0777, .mtime_ns = mtime_ns,
                                   .file_id = *file_id};
@@ -1191,17 +1198,25 @@ static int log_patch(struct applier *a, size_t i)
 static int patch_one(struct applier *a, size_t i)
 {
     struct staged *s = &a->staged[i];
-    int r = patch_apply(a->root_fd, &s->patch);
-    s->touched = r != -ESTALE;
-    if (r == -ESTALE)
-        return fail(a, r, "'%s' was replaced on this side during the batch", s->path);
-    if (r)
-        return fail(a, r, "patching %s: %s", s->path, strerror(-r));
+    /* Its unchanged chunks are trusted because the file was stat clean
+     * when it was chosen: a write on this side since then (the far side's
+     * own mount) would be mixed into it, so refuse (nothing written);
+     * a retry starts from what the file holds then. */
     const char *base;
     int dirfd = open_parent(a, s->path, &base);
     if (dirfd < 0)
         return dirfd;
-    r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL, true);
+    struct stat st;
+    bool same = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == s->patch.ino &&
+                ns_of(st.st_mtim) == s->seen_mtime_ns && ns_of(st.st_ctim) == s->seen_ctime_ns;
+    int r = same ? patch_apply(a->root_fd, &s->patch) : -ESTALE;
+    s->touched = r != -ESTALE;
+    if (r == -ESTALE)
+        r = fail(a, r, "'%s' changed on this side during the batch", s->path);
+    else if (r)
+        r = fail(a, r, "patching %s: %s", s->path, strerror(-r));
+    if (!r)
+        r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL, true);
     close(dirfd);
     if (!r)
         a->counts.files++;

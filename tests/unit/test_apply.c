@@ -572,6 +572,24 @@ START_TEST(not_eligible_updates_are_staged)
     commit_ok();
     assert_content("big", a1, BIG);
     ck_assert_uint_ne(ino_of("big"), ino);
+    /* Written on this side between the UPDATE and the commit: refused
+     * untouched rather than mixed, and the next try (stat dirty) stages. */
+    send_file("big", a1, BIG, 0644, 0, NULL); /* stat clean again: index it */
+    commit_ok();
+    memset(a1 + 600000, 5, 4096);
+    send_file("big", a1, BIG, 0644, 0, NULL);
+    fd = open(at("big"), O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, "local", 5, 0), 5);
+    close(fd);
+    ck_assert_int_eq(apply_commit(ap), -ESTALE);
+    ck_assert_ptr_nonnull(strstr(apply_error(ap), "big"));
+    char *got = wm_read(at("big"), NULL);
+    ck_assert(memcmp(got, "local", 5) == 0 && memcmp(got + 600000, a1 + 600000, 4096) != 0);
+    free(got);
+    ck_assert_uint_eq(patch_logs(), 0);
+    send_file("big", a1, BIG, 0644, 0, NULL);
+    commit_ok();
+    assert_content("big", a1, BIG);
     /* Twice in one batch: the second is staged (it must not be patched
      * against bytes the first has not written yet); the last one wins. */
     send_file("big", a1, BIG, 0644, 0, NULL); /* stat clean again: index it */
