@@ -3,7 +3,11 @@
 # side, in one run on one machine.
 #
 # Candidates: native dir, bindfs, fuse-overlayfs, libfuse's passthrough_ll
-# (compiled here from the Debian example), wsync, wsync --writeback.
+# (compiled here from the Debian example), wsync, wsync --writeback, and
+# wsync --mirror (a live mirror to a replica on its own loop fs: what the
+# mirror costs the mount; the report then adds a wsync-mirror / wsync
+# table).  Before every round of a workload the mirror is let drain, so
+# its backlog never lands on another candidate's timing.
 #
 # All candidates are mounted for the whole run and every repetition of every
 # workload visits them in turn (round robin), so a burst of other users' load
@@ -24,7 +28,7 @@ set -uo pipefail
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 
-ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-wb"
+ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-wb wsync-mirror"
 QUICK=0
 ONLY=""
 OUT=""
@@ -103,6 +107,7 @@ canon_fs() {
     passthrough_ll | pll | passthrough) echo passthrough_ll ;;
     wsync) echo wsync ;;
     wsync-wb | wsync-writeback | writeback) echo wsync-wb ;;
+    wsync-mirror | mirror) echo wsync-mirror ;;
     *) return 1 ;;
     esac
 }
@@ -125,6 +130,7 @@ read -ra FSARR <<<"$FSLIST"
 fs_label() {
     case "$1" in
     wsync-wb) echo "wsync --writeback" ;;
+    wsync-mirror) echo "wsync --mirror" ;;
     *) echo "$1" ;;
     esac
 }
@@ -146,7 +152,7 @@ for f in "${FSARR[@]}"; do
     passthrough_ll)
         [ -r "$PLL_SRC" ] || die "$PLL_SRC missing (apt-get install libfuse3-dev)"
         command -v cc >/dev/null || die "cc not found" ;;
-    wsync | wsync-wb) [ -x "$WSYNC_SRC" ] || die "$WSYNC_SRC: not executable (ninja -C build)" ;;
+    wsync | wsync-wb | wsync-mirror) [ -x "$WSYNC_SRC" ] || die "$WSYNC_SRC: not executable (ninja -C build)" ;;
     esac
 done
 # Children (workloads, FUSE daemons, wsync's daemon) inherit it.
@@ -345,9 +351,15 @@ mount_fs() {
         "$PLL" -f -o "source=$b" "$m" 2>"${LOGF[$fs]}" &
         pid=$!
         NOTE[$fs]="\`passthrough_ll -f -o source=SRC MNT\`: its defaults = cache=auto (entry/attr timeout 1 s, no keep_cache, no cache_readdir), no writeback, multi-threaded, no xattr, no flock" ;;
-    wsync | wsync-wb)
+    wsync | wsync-wb | wsync-mirror)
         local extra=()
         [ "$fs" = wsync-wb ] && extra=(--writeback)
+        if [ "$fs" = wsync-mirror ]; then # the replica on a loop fs of its own
+            make_area "wsync-mirror-replica" || return 1
+            MIRROR_DST=$AREA/replica
+            mkdir -p "$MIRROR_DST"
+            extra=(--mirror "$MIRROR_DST")
+        fi
         MOUNTS+=("$m")
         "$WSYNC" mount "${extra[@]}" "$b" "$m" 2>"${LOGF[$fs]}" || return 1
         pid=$("$WSYNC" status --json "$m" 2>/dev/null | python3 -c 'import json, sys
@@ -378,6 +390,26 @@ count_other_wsync() {
     echo "$n"
 }
 
+# settle_mirror: if wsync-mirror runs, wait (up to 10 min) until its daemon
+# has nothing pending and its mirror has acknowledged the journal head.
+MIRROR_SETTLE_PY='
+import json, sys
+d = json.load(sys.stdin)["daemon"]
+rs = d["mirrors"]
+ok = d["pending"] == 0 and d["indexed_seq"] >= d["seq"] and rs and all(r["lag_seq"] == 0 for r in rs)
+sys.exit(0 if ok else 1)
+'
+settle_mirror() {
+    [ -n "${MNT[wsync-mirror]:-}" ] || return 0
+    local i
+    for i in $(seq 6000); do
+        "$WSYNC" status --json "${MNT[wsync-mirror]}" 2>/dev/null |
+            python3 -c "$MIRROR_SETTLE_PY" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "wsync-mirror: mirror still busy after 10 min"
+}
+
 # ---- setup ------------------------------------------------------------------
 log "staging a copy of $TREE in $T/srctree"
 cp -R "$TREE" "$T/srctree" || die "copying $TREE"
@@ -403,6 +435,7 @@ OTHER_WSYNC=$(count_other_wsync)
 # each WL: EACH = the candidates still fit for workload WL
 each() {
     local fs
+    settle_mirror
     EACH=()
     for fs in "${FSARR[@]}"; do
         alive "$fs" "$1" || continue
@@ -649,6 +682,26 @@ fmt_val() { # fmt_val VALUE UNIT
     esac
 }
 
+# The issue-5 target: mount throughput while mirroring >= 0.8x without.
+mirror_report() {
+    case " $FSLIST " in *" wsync "*) ;; *) return 0 ;; esac
+    case " $FSLIST " in *" wsync-mirror "*) ;; *) return 0 ;; esac
+    local wl label unit kind a b r
+    echo
+    echo "Mirroring cost: throughput of \`wsync mount --mirror DST\` (DST on its own loop ext4, reached"
+    echo "through a local \`wsync serve\`) relative to plain \`wsync mount\`, same run (target ≥ 0.80×;"
+    echo "time rows: wsync time / mirror time; rate rows: mirror rate / wsync rate)."
+    echo
+    echo "| workload | wsync | wsync --mirror | throughput ratio |"
+    echo "| --- | ---: | ---: | ---: |"
+    while IFS='|' read -r wl label unit kind; do
+        a=${RES["wsync|$wl"]:-} b=${RES["wsync-mirror|$wl"]:-}
+        [[ "$a" =~ ^[0-9.]+$ && "$b" =~ ^[0-9.]+$ ]] || continue
+        r=$(awk -v a="$a" -v b="$b" -v k="$kind" 'BEGIN { if (k == "t") printf "%.2f", a / b; else printf "%.2f", b / a }')
+        echo "| $label | $(fmt_val "$a" "$unit") | $(fmt_val "$b" "$unit") | ${r}× |"
+    done <<<"$WORKLOADS"
+}
+
 report() {
     local fs wl label unit kind n v cell best bestv r row
     echo "# Filesystem benchmark: wsync vs native and FUSE peers"
@@ -705,6 +758,7 @@ report() {
         done
         echo "$row"
     done <<<"$WORKLOADS"
+    mirror_report
     local problems=""
     for fs in "${FSARR[@]}"; do
         [ -n "${DEAD[$fs]:-}" ] && problems+="- $(fs_label "$fs"): daemon or mount gone during ${DEAD[$fs]}; later cells empty"$'\n'

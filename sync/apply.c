@@ -13,8 +13,10 @@
 #include "apply.h"
 #include "dir_times.h"
 #include "index.h"
+#include "patch_log.h"
 #include "wire.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +37,11 @@
 #define STAGED_FDS 256 /* staged files held open at once, at most */
 #define STAGING_DIR ".wsync/staging"
 #define STAGING_LOCK_TRIES 500 /* x 10 ms */
+/* An update is patched in place (under a redo log, patch_log.h) instead of
+ * staged whole when the chunks that differ from the file's present ones
+ * total at most an eighth of it and at most this much: a small edit to a
+ * big file then costs its changed chunks, not a copy of the file. */
+#define INPLACE_MAX_BYTES (8u << 20)
 
 struct staged {
     char *path;
@@ -49,6 +56,16 @@ struct staged {
     bool created; /* its staging file exists */
     bool sealed;  /* complete, verified, mode and mtime set */
     bool renamed; /* in place: nothing left in staging */
+    /* Patched in place (see try_inplace): no staging file; the changed
+     * chunks are gathered in patch_buf, which patch.ext points into. */
+    bool inplace;
+    bool logged;  /* its redo log is written (named by log_seq) */
+    bool touched; /* patch_apply has begun on the file: the log must stay
+                   * until the file is durable */
+    uint64_t log_seq;
+    int64_t seen_mtime_ns, seen_ctime_ns; /* the file's stat when it was chosen */
+    struct patch patch; /* patch.path is path: not owned */
+    unsigned char *patch_buf;
 };
 
 /* An operation on names that waits for the commit. */
@@ -73,6 +90,8 @@ struct want_slot {
 struct applier {
     int root_fd;
     int staging_fd;
+    int patch_fd; /* ROOT/.wsync/patch: redo logs of in-place patches */
+    uint64_t log_seq;
     struct index *ix;
     bool dry_run;
     bool in_txn;
@@ -97,6 +116,18 @@ static int seal_one(struct applier *a, size_t i);
 static int set_meta_in_place(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
                              uint64_t size, const struct content_id *file_id,
                              const struct chunk *chunks, size_t nchunks);
+static int64_t ns_of(struct timespec ts);
+
+/* The file id a chunk list makes (content_id.h). */
+static void id_of_chunks(const struct chunk *chunks, size_t n, struct content_id *out)
+{
+    struct content_hasher h;
+    content_hasher_init(&h);
+    for (size_t i = 0; i < n; i++)
+        content_hasher_update(&h, chunks[i].id.b, CONTENT_ID_SIZE);
+    content_hasher_final(&h, out);
+}
+
 static int fail(struct applier *a, int e, const char *fmt, ...)
 {
     va_list ap;
@@ -109,6 +140,58 @@ static int fail(struct applier *a, int e, const char *fmt, ...)
 const char *apply_error(struct applier *a)
 {
     return a->err;
+}
+
+/* ---- redo logs of in-place patches (patch_log.h) ---- */
+
+static void log_name(uint64_t seq, char name[32])
+{
+    snprintf(name, 32, "%llu.log", (unsigned long long)seq);
+}
+
+static void unlink_log(struct applier *a, uint64_t seq)
+{
+    char name[32];
+    log_name(seq, name);
+    unlinkat(a->patch_fd, name, 0);
+}
+
+/* A log is known complete when ROOT's index already records its file id
+ * for its path: the index is committed only after the patched file was
+ * synced and its log removed, so such a log is one whose removal was not
+ * yet durable, and replaying it could undo a later edit. */
+static bool patch_recorded(const struct patch *p, void *arg)
+{
+    struct index_file row;
+    if (!arg || index_get(arg, p->path, &row) != 0)
+        return false;
+    bool done = row.type == S_IFREG && content_id_eq(&row.id, &p->file_id);
+    index_file_release(&row);
+    return done;
+}
+
+static int replay_patches(int root_fd, int patch_fd, struct index *ix, char *err, size_t errsize)
+{
+    return patch_log_replay(root_fd, patch_fd, patch_recorded, ix, NULL, err, errsize);
+}
+
+int apply_recover(const char *root, struct index *ix, char *err, size_t errsize)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/%s", root, PATCH_LOG_DIR);
+    int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int patch_fd = root_fd < 0 ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int r = 0;
+    if (patch_fd >= 0)
+        r = replay_patches(root_fd, patch_fd, ix, err, errsize);
+    else if (errno != ENOENT) /* no patch dir: nothing was ever patched */
+        snprintf(err, errsize, "cannot open %s: %s", root_fd < 0 ? root : dir,
+                 strerror(-(r = -errno)));
+    if (patch_fd >= 0)
+        close(patch_fd);
+    if (root_fd >= 0)
+        close(root_fd);
+    return r;
 }
 
 /* Open path beneath the root: no "..", no symlinks, no magic links. */
@@ -193,8 +276,8 @@ int apply_prepare_root(const char *root, char *err, size_t errsize)
 {
     char dir[PATH_MAX];
     int r = mkdir_p(root);
-    const char *subs[] = {STATE_DIR, STAGING_DIR};
-    for (int i = 0; !r && i < 2; i++) {
+    const char *subs[] = {STATE_DIR, STAGING_DIR, PATCH_LOG_DIR};
+    for (int i = 0; !r && i < 3; i++) {
         snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]);
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
             r = -errno;
@@ -212,7 +295,7 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
         return -ENOMEM;
     a->ix = ix;
     a->dry_run = dry_run;
-    a->root_fd = a->staging_fd = a->place_fd = -1;
+    a->root_fd = a->staging_fd = a->place_fd = a->patch_fd = -1;
     a->chunk_buf = malloc(CHUNKER_MAX_SIZE);
     a->dir_times = dir_times_new();
     if (!a->chunk_buf || !a->dir_times) {
@@ -233,8 +316,15 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
                                                             O_CLOEXEC);
         r = a->staging_fd < 0 ? -errno : 0;
     }
+    if (!r) {
+        a->patch_fd = openat(a->root_fd, PATCH_LOG_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                                            O_CLOEXEC);
+        r = a->patch_fd < 0 ? -errno : 0;
+    }
     if (r) {
-        snprintf(err, errsize, "cannot prepare %s/%s: %s", root, STAGING_DIR, strerror(-r));
+        snprintf(err, errsize, "cannot prepare %s/%s: %s", root,
+                 a->patch_fd < 0 && a->staging_fd >= 0 ? PATCH_LOG_DIR : STAGING_DIR,
+                 strerror(-r));
         apply_close(a);
         return r;
     }
@@ -265,6 +355,13 @@ int apply_open(const char *root, struct index *ix, bool dry_run, struct applier 
                 unlinkat(a->staging_fd, de->d_name, 0);
         closedir(d);
     }
+    /* Patches a dead session left half done: finish them before anything
+     * reads or writes those files. */
+    r = replay_patches(a->root_fd, a->patch_fd, ix, err, errsize);
+    if (r) {
+        apply_close(a);
+        return r;
+    }
     *out = a;
     return 0;
 }
@@ -278,6 +375,10 @@ static void clear_batch(struct applier *a)
             close(a->staged[i].fd);
         if (a->staged[i].created && !a->staged[i].renamed)
             unlinkat(a->staging_fd, name, 0);
+        if (a->staged[i].logged && !a->staged[i].touched) /* the file was never touched */
+            unlink_log(a, a->staged[i].log_seq);
+        free(a->staged[i].patch.ext);
+        free(a->staged[i].patch_buf);
         free(a->staged[i].path);
         free(a->staged[i].chunks);
     }
@@ -318,6 +419,8 @@ void apply_close(struct applier *a)
     dir_times_free(a->dir_times);
     if (a->staging_fd >= 0)
         close(a->staging_fd);
+    if (a->patch_fd >= 0)
+        close(a->patch_fd);
     if (a->root_fd >= 0)
         close(a->root_fd);
     free(a);
@@ -412,10 +515,31 @@ static int staged_fd(struct applier *a, size_t i, bool *temp)
     return fd;
 }
 
+/* A changed chunk of a file patched in place: into its extent's bytes
+ * (zeros too: they overwrite what the file has there). */
+static int patch_write(struct applier *a, size_t i, uint64_t off, const void *data, size_t len)
+{
+    struct staged *s = &a->staged[i];
+    size_t lo = 0, hi = s->patch.next;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->patch.ext[mid].off < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    assert(lo < s->patch.next && s->patch.ext[lo].off == off && s->patch.ext[lo].len == len);
+    memcpy(s->patch_buf + (s->patch.ext[lo].data - s->patch_buf), data, len);
+    a->counts.bytes_written += len;
+    return 0;
+}
+
 /* Write a chunk into a staged file; zeros stay a hole (sparse stays sparse). */
 static int stage_write(struct applier *a, size_t staged, uint64_t off, const void *data,
                        size_t len)
 {
+    if (a->staged[staged].inplace)
+        return patch_write(a, staged, off, data, len);
     if (a->dry_run || all_zero(data, len))
         return 0;
     bool temp;
@@ -480,6 +604,144 @@ static int add_staged(struct applier *a, const char *path, uint32_t mode, int64_
     return 0; /* the staging file is made on its first write */
 }
 
+/* Chunk c of staged file idx is not here: ask for it (once per id). */
+static int want_chunk(struct applier *a, size_t idx, const struct chunk *c,
+                      struct content_id **want, size_t *nwant)
+{
+    struct want_slot *w = want_slot(a, &c->id, true);
+    if (!w)
+        return fail(a, -ENOMEM, "out of memory");
+    if (w->ntargets == 0) {
+        struct content_id *grown = realloc(*want, (*nwant + 1) * sizeof(**want));
+        if (!grown)
+            return fail(a, -ENOMEM, "out of memory");
+        *want = grown;
+        (*want)[(*nwant)++] = c->id;
+    }
+    struct target *t = realloc(w->targets, (w->ntargets + 1) * sizeof(*t));
+    if (!t)
+        return fail(a, -ENOMEM, "out of memory");
+    w->targets = t;
+    w->targets[w->ntargets++] = (struct target){idx, c->off, c->len};
+    a->staged[idx].missing++;
+    return 0;
+}
+
+/* Is chunk c one the file already has at the same place (per its index
+ * chunk list old, sorted by offset)? */
+static bool chunk_unchanged(const struct chunk *old, size_t nold, const struct chunk *c)
+{
+    size_t lo = 0, hi = nold;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (old[mid].off < c->off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < nold && old[lo].off == c->off && old[lo].len == c->len &&
+           content_id_eq(&old[lo].id, &c->id);
+}
+
+/* The file at path is stat clean against ROOT's index (so its index chunk
+ * list is what it holds), a regular file with no other name, and not
+ * already in this batch?  Its inode in *ino. */
+static bool inplace_target(struct applier *a, const char *path, uint64_t *ino, int64_t *mtime_ns,
+                           int64_t *ctime_ns)
+{
+    struct index_file row;
+    if (index_get(a->ix, path, &row) != 0)
+        return false;
+    const char *base;
+    int dirfd = row.type == S_IFREG ? open_parent(a, path, &base) : -1;
+    struct stat st;
+    bool ok = dirfd >= 0 && fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+              S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_size == row.size &&
+              ns_of(st.st_mtim) == row.mtime_ns && ns_of(st.st_ctim) == row.ctime_ns &&
+              st.st_ino == row.ino;
+    if (dirfd >= 0)
+        close(dirfd);
+    a->err[0] = '\0'; /* not eligible is not an error: staging speaks for itself */
+    index_file_release(&row);
+    for (size_t i = 0; ok && i < a->nstaged; i++)
+        ok = strcmp(a->staged[i].path, path) != 0; /* patches are made against the file as is */
+    *ino = ok ? st.st_ino : 0;
+    *mtime_ns = ok ? ns_of(st.st_mtim) : 0;
+    *ctime_ns = ok ? ns_of(st.st_ctim) : 0;
+    return ok;
+}
+
+/* Patch path in place when only a small part of it changes (see
+ * INPLACE_MAX_BYTES): gather the changed chunks (local or wanted) into a
+ * patch, written at commit under a redo log.  1 when taken, 0 when the
+ * file must be staged whole, -errno. */
+static int try_inplace(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
+                       uint64_t size, const struct content_id *file_id,
+                       const struct chunk *chunks, size_t nchunks, struct content_id **want,
+                       size_t *nwant)
+{
+    struct content_id id;
+    uint64_t ino;
+    int64_t seen_mtime, seen_ctime;
+    if (a->dry_run || nchunks == 0)
+        return 0;
+    id_of_chunks(chunks, nchunks, &id);
+    if (!content_id_eq(&id, file_id) || !inplace_target(a, path, &ino, &seen_mtime, &seen_ctime))
+        return 0; /* a lying file id is refused by the staging path's checks */
+    struct chunk *old = NULL;
+    size_t nold = 0;
+    if (index_get_chunks(a->ix, path, &old, &nold) != 0)
+        return 0;
+    uint64_t changed = 0, next = 0;
+    for (size_t i = 0; i < nchunks; i++)
+        if (!chunk_unchanged(old, nold, &chunks[i])) {
+            changed += chunks[i].len;
+            next++;
+        }
+    bool small = changed <= INPLACE_MAX_BYTES && changed * 8 <= size;
+    size_t idx = 0;
+    int r = small ? add_staged(a, path, mode, mtime_ns, size, file_id, &idx) : 0;
+    struct staged *s = small && !r ? &a->staged[idx] : NULL;
+    if (s) {
+        s->inplace = true;
+        s->seen_mtime_ns = seen_mtime;
+        s->seen_ctime_ns = seen_ctime;
+        s->patch = (struct patch){.path = s->path, .ino = ino, .size = size,
+                                  .mode = mode & 0777, .mtime_ns = mtime_ns,
+                                  .file_id = *file_id};
+        s->chunks = malloc(nchunks * sizeof(*chunks));
+        s->patch.ext = next ? calloc(next, sizeof(*s->patch.ext)) : NULL;
+        s->patch_buf = changed ? malloc(changed) : NULL;
+        if (!s->chunks || (next && !s->patch.ext) || (changed && !s->patch_buf))
+            r = fail(a, -ENOMEM, "out of memory");
+    }
+    if (s && !r) {
+        memcpy(s->chunks, chunks, nchunks * sizeof(*chunks));
+        s->nchunks = nchunks;
+        /* Every changed chunk's bytes are read now, before commit writes
+         * into any file: a chunk found in this very file is still there. */
+        unsigned char *p = s->patch_buf;
+        for (size_t i = 0; !r && i < nchunks; i++) {
+            const struct chunk *c = &chunks[i];
+            if (chunk_unchanged(old, nold, c))
+                continue;
+            s = &a->staged[idx]; /* want_chunk may not move it, but stay safe */
+            s->patch.ext[s->patch.next++] = (struct patch_extent){c->off, c->len, p};
+            p += c->len;
+            if (read_local_chunk(a, c, a->chunk_buf)) {
+                a->counts.chunks_local++;
+                r = patch_write(a, idx, c->off, a->chunk_buf, c->len);
+            } else {
+                r = want_chunk(a, idx, c, want, nwant);
+            }
+        }
+    }
+    free(old);
+    if (r || !small)
+        return r;
+    return a->staged[idx].missing ? 1 : (r = seal_one(a, idx)) ? r : 1;
+}
+
 int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime_ns,
                uint64_t size, const struct content_id *file_id, const struct chunk *chunks,
                size_t nchunks, struct content_id **want, size_t *nwant)
@@ -496,6 +758,9 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
     int r = set_meta_in_place(a, path, mode, mtime_ns, size, file_id, chunks, nchunks);
     if (r)
         return r < 0 ? r : 0; /* 1: the content was there, only mode and mtime moved */
+    r = try_inplace(a, path, mode, mtime_ns, size, file_id, chunks, nchunks, want, nwant);
+    if (r)
+        return r < 0 ? r : 0; /* 1: patched in place at commit */
     size_t idx = 0;
     r = add_staged(a, path, mode, mtime_ns, size, file_id, &idx);
     if (r)
@@ -516,22 +781,8 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
                 return r;
             continue;
         }
-        struct want_slot *w = want_slot(a, &c->id, true);
-        if (!w)
-            return fail(a, -ENOMEM, "out of memory");
-        if (w->ntargets == 0) {
-            struct content_id *grown = realloc(*want, (*nwant + 1) * sizeof(**want));
-            if (!grown)
-                return fail(a, -ENOMEM, "out of memory");
-            *want = grown;
-            (*want)[(*nwant)++] = c->id;
-        }
-        struct target *t = realloc(w->targets, (w->ntargets + 1) * sizeof(*t));
-        if (!t)
-            return fail(a, -ENOMEM, "out of memory");
-        w->targets = t;
-        w->targets[w->ntargets++] = (struct target){idx, c->off, c->len};
-        a->staged[idx].missing++;
+        if ((r = want_chunk(a, idx, c, want, nwant)))
+            return r;
     }
     return a->staged[idx].missing ? 0 : seal_one(a, idx); /* all of it was here */
 }
@@ -639,11 +890,7 @@ static int set_meta_in_place(struct applier *a, const char *path, uint32_t mode,
     if (a->dry_run)
         return 0;
     struct content_id id;
-    struct content_hasher h;
-    content_hasher_init(&h);
-    for (size_t i = 0; i < nchunks; i++)
-        content_hasher_update(&h, chunks[i].id.b, CONTENT_ID_SIZE);
-    content_hasher_final(&h, &id);
+    id_of_chunks(chunks, nchunks, &id);
     struct index_file row;
     if (!content_id_eq(&id, file_id) || index_get(a->ix, path, &row) != 0)
         return 0;
@@ -881,6 +1128,14 @@ static int seal_one(struct applier *a, size_t i)
                     s->missing);
     if (a->dry_run || s->sealed)
         return 0;
+    if (s->inplace) {
+        /* Nothing to read back: its chunk list makes its file id (checked
+         * in try_inplace), each changed chunk was checked as it came (the
+         * decoder, or read_local_chunk's re-hash), and the rest is the
+         * file's own, stat clean against the index. */
+        s->sealed = true;
+        return 0;
+    }
     bool temp;
     int fd = staged_fd(a, i, &temp); /* made here if it was all holes */
     if (fd < 0)
@@ -927,6 +1182,48 @@ static int place_parent(struct applier *a, const char *path, const char **base, 
     return a->place_fd = fd;
 }
 
+/* Write the redo log of in-place file i; durable with the commit's first
+ * sync, before the file is touched. */
+static int log_patch(struct applier *a, size_t i)
+{
+    struct staged *s = &a->staged[i];
+    char name[32];
+    s->log_seq = ++a->log_seq;
+    log_name(s->log_seq, name);
+    int r = patch_log_write(a->patch_fd, name, &s->patch);
+    s->logged = true; /* even half written: clear_batch removes it */
+    return r ? fail(a, r, "writing the patch log of %s: %s", s->path, strerror(-r)) : 0;
+}
+
+/* Patch in-place file i (its log durable), and index it. */
+static int patch_one(struct applier *a, size_t i)
+{
+    struct staged *s = &a->staged[i];
+    /* Its unchanged chunks are trusted because the file was stat clean
+     * when it was chosen: a write on this side since then (the far side's
+     * own mount) would be mixed into it, so refuse (nothing written);
+     * a retry starts from what the file holds then. */
+    const char *base;
+    int dirfd = open_parent(a, s->path, &base);
+    if (dirfd < 0)
+        return dirfd;
+    struct stat st;
+    bool same = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == s->patch.ino &&
+                ns_of(st.st_mtim) == s->seen_mtime_ns && ns_of(st.st_ctim) == s->seen_ctime_ns;
+    int r = same ? patch_apply(a->root_fd, &s->patch) : -ESTALE;
+    s->touched = r != -ESTALE;
+    if (r == -ESTALE)
+        r = fail(a, r, "'%s' changed on this side during the batch", s->path);
+    else if (r)
+        r = fail(a, r, "patching %s: %s", s->path, strerror(-r));
+    if (!r)
+        r = index_note(a, s->path, dirfd, base, &s->file_id, s->chunks, s->nchunks, NULL, true);
+    close(dirfd);
+    if (!r)
+        a->counts.files++;
+    return r;
+}
+
 /* Rename one sealed (and synced) staged file into place. */
 static int place_one(struct applier *a, size_t i)
 {
@@ -935,6 +1232,8 @@ static int place_one(struct applier *a, size_t i)
         a->counts.files++;
         return 0;
     }
+    if (s->inplace)
+        return patch_one(a, i);
     char name[32];
     snprintf(name, sizeof(name), "%zu.part", i);
     const char *base;
@@ -1059,6 +1358,9 @@ int apply_commit(struct applier *a)
     int r = 0;
     for (size_t i = 0; !r && i < a->nstaged; i++)
         r = seal_one(a, i);
+    for (size_t i = 0; !r && i < a->nstaged; i++)
+        if (a->staged[i].inplace)
+            r = log_patch(a, i);
     if (!r && a->nstaged)
         r = sync_root(a, "staged files");
     for (size_t i = 0; !r && i < a->nstaged; i++)
@@ -1075,6 +1377,15 @@ int apply_commit(struct applier *a)
         r = dir_times_foreach(a->dir_times, set_dir_time, a);
     if (!r)
         r = sync_root(a, "renames");
+    /* The patched files are durable: their logs may go.  (The removal is
+     * made durable by the next sync; a log that outlives a crash is
+     * recognised as done by the index, see patch_recorded.)  On error
+     * they stay for the next writer's replay. */
+    for (size_t i = 0; !r && i < a->nstaged; i++)
+        if (a->staged[i].logged) {
+            unlink_log(a, a->staged[i].log_seq);
+            a->staged[i].logged = false;
+        }
     dir_times_clear(a->dir_times);
     free_deferred(a);
     clear_batch(a);

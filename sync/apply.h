@@ -12,6 +12,13 @@
  * leaves the old file or the new one, never a mix.  Permission bits only: setuid/setgid/sticky are
  * dropped; no device nodes, fifos or sockets are ever made.
  *
+ * The exception, for speed: an update that changes only a small part of a
+ * big file (an eighth at most, 8 MiB at most) whose present copy is stat
+ * clean against the index and has no other name is patched in place under
+ * a redo log (patch_log.h): the changed chunks are logged and synced, then
+ * written into the file.  A crash mid-patch leaves that file torn until the
+ * next writer on ROOT (apply_open, or apply_recover) replays the log.
+ *
  * Errors return -errno and describe themselves in the applier's error text
  * (apply_error()), naming the path.
  */
@@ -79,5 +86,10 @@ int apply_link(struct applier *a, const char *path, const char *existing);
 int apply_commit(struct applier *a);
 
 void apply_get_counts(struct applier *a, struct apply_counts *c);
+
+/* Replay the in-place patches a dead writer left half done (see above);
+ * the caller holds ROOT's writer lock (an flock on ROOT/.wsync/staging).
+ * apply_open does it too.  0 or -errno with err naming the log or file. */
+int apply_recover(const char *root, struct index *ix, char *err, size_t errsize);
 
 #endif

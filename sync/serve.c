@@ -391,6 +391,8 @@ static int prepare_early(struct session *s)
     int r = 0;
     if (flock(lock, LOCK_EX | LOCK_NB) == 0) { /* else a writer is at work: scan later */
         r = open_index(s);
+        if (!r) /* before the scan: a file a dead writer left half patched */
+            r = apply_recover(s->root, s->ix, s->err, s->errsize);
         if (!r)
             r = load_manifest(s);
         if (!r && (r = index_journal_head(s->ix, &s->early_head)))
