@@ -139,12 +139,17 @@ bool fuse_io_kill_suidgid(void)
     return kill_suidgid;
 }
 
-bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
+bool fuse_io_drop_caps(int fd)
 {
-    if (fremovexattr(fd, "security.capability") != 0)
-        errno = 0;
-    if (!suidgid)
-        return false;
+    if (fremovexattr(fd, "security.capability") == 0)
+        return true;
+    bool none = errno == ENODATA || errno == EOPNOTSUPP;
+    errno = 0;
+    return none;
+}
+
+bool fuse_io_drop_suidgid(int fd, gid_t caller_gid)
+{
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
@@ -163,4 +168,10 @@ bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
         return false;
     }
     return true;
+}
+
+bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
+{
+    fuse_io_drop_caps(fd);
+    return suidgid && fuse_io_drop_suidgid(fd, caller_gid);
 }

@@ -42,4 +42,10 @@ bool fuse_io_kill_suidgid(void);
  * not know we cleared the bits) and the caller must invalidate them. */
 bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid);
 
+/* The two halves of fuse_io_kill_privs.  drop_caps: true if the file has
+ * no capabilities now (removed, or none there).  drop_suidgid: true if the
+ * mode changed. */
+bool fuse_io_drop_caps(int fd);
+bool fuse_io_drop_suidgid(int fd, gid_t caller_gid);
+
 #endif

@@ -5,6 +5,7 @@
  * O_PATH fd, replies exactly once, and notes the change.
  */
 #include "ops.h"
+#include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
 
@@ -146,6 +147,8 @@ void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
     }
 out:;
     int err = r ? errno : 0;
+    if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        caps_forget(in);
     if (kind)
         wfs_note(fs, kind, in->fd, NULL, (valid & FUSE_SET_ATTR_SIZE) ? attr->st_size : 0, 0);
     if (err) {

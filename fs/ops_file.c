@@ -9,6 +9,7 @@
  * done, the change stream has it (unmount flushes and tests rely on it).
  */
 #include "ops.h"
+#include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
 
@@ -63,14 +64,25 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
             return;
         }
     }
-    int fd = openat(pfd, name, backing_flags(fs, fi->flags) | O_CREAT, mode);
+    /* The kernel sends CREATE when it believes the name is free; it may
+     * exist all the same (made in SRC a moment ago, before the watcher
+     * dropped the negative entry).  O_EXCL must then fail as natively, and
+     * a plain O_CREAT opens the existing file without taking it over. */
+    int flags = backing_flags(fs, fi->flags);
+    bool made = true;
+    int fd = openat(pfd, name, flags | O_CREAT | O_EXCL, mode);
+    if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+        made = false;
+        fd = openat(pfd, name, flags | O_NOFOLLOW, mode); /* never leave SRC by a symlink */
+    }
     if (fd < 0) {
         fuse_reply_err(req, errno);
         if (owned)
             close(pfd);
         return;
     }
-    wfs_set_owner(fs, req, pfd, name, fd);
+    if (made)
+        wfs_set_owner(fs, req, pfd, name, fd);
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err) {
@@ -144,10 +156,18 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
         fuse_reply_err(req, (int)-n);
         return;
     }
-    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us. */
-    if (fuse_io_killpriv_v2() &&
-        fuse_io_kill_privs((int)fi->fh, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid))
-        fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
+    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us; a file
+     * known to have no capabilities costs no syscall (caps_cache.h). */
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (fuse_io_killpriv_v2()) {
+        if (!caps_known_clear(in)) {
+            unsigned snap = caps_snapshot(in);
+            if (fuse_io_drop_caps((int)fi->fh))
+                caps_mark_clear(in, snap);
+        }
+        if (fuse_io_kill_suidgid() && fuse_io_drop_suidgid((int)fi->fh, fuse_req_ctx(req)->gid))
+            fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
+    }
     wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
     fuse_reply_write(req, (size_t)n);
 }

@@ -156,6 +156,10 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
     }
     if (ev->mask & (FAN_MODIFY | FAN_ATTRIB)) {
         uint64_t obj_id = handle_nodeid(w, ev->obj, &obj_fd);
+        struct stat st;
+        /* An xattr or mode set outside may have given it capabilities. */
+        if (obj_id && (ev->mask & FAN_ATTRIB) && fstat(obj_fd, &st) == 0)
+            inode_table_forget_privs(fs->inodes, st.st_dev, st.st_ino);
         if (obj_fd >= 0)
             close(obj_fd);
         if (obj_id)
