@@ -5,6 +5,7 @@
 #include "ops.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "path_cache.h"
 #include "watcher.h"
 
 #include <errno.h>
@@ -319,6 +320,28 @@ void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t 
     if (w != OV_NOWHERE)
         change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL,
                            off, len);
+}
+
+void wfs_note_inode(struct wfs *fs, struct wfs_inode *in, uint32_t kind, int fd, off_t off,
+                    off_t len)
+{
+    if (__atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) != 0) {
+        wfs_note(fs, kind, fd, NULL, off, len);
+        return;
+    }
+    char path[PATH_MAX];
+    uint64_t gen = path_cache_gen(fs);
+    if (path_cache_get(in, gen, path, sizeof(path))) {
+        change_stream_note(fs->changes, kind, path, NULL, off, len);
+        return;
+    }
+    enum ov_where w = overlay_path_of(fs, fd, NULL, path, sizeof(path));
+    if (w == OV_NOWHERE)
+        return;
+    if (w == OV_IN_SRC)
+        path_cache_put(in, gen, path);
+    change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL, off,
+                       len);
 }
 
 void wfs_init(void *userdata, struct fuse_conn_info *conn)
