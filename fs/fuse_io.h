@@ -24,8 +24,10 @@
 struct fuse_session;
 
 /* Route the session's device I/O through this layer (after
- * fuse_session_mount, before the loop).  0 or -errno. */
-int fuse_io_install(struct fuse_session *se);
+ * fuse_session_mount, before the loop).  after_init (may be NULL) runs
+ * once the kernel has taken the INIT reply, on the worker that sent it.
+ * 0 or -errno. */
+int fuse_io_install(struct fuse_session *se, void (*after_init)(void *arg), void *arg);
 
 /* True if the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (after INIT). */
 bool fuse_io_killpriv_v2(void);
