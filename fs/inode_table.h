@@ -93,8 +93,8 @@ void inode_table_set_layer(struct inode_table *t, dev_t dev, ino_t ino, unsigned
 static inline void inode_forget_privs(struct wfs_inode *in)
 {
     unsigned old = __atomic_load_n(&in->privs, __ATOMIC_ACQUIRE);
-    while (!__atomic_compare_exchange_n(&in->privs, &old, (old + 2) & ~1u, false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    while (!__atomic_compare_exchange_n(&in->privs, &old, (old + 2) & ~1u, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
         ;
 }
 

@@ -354,8 +354,8 @@ void wfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     path_cache_bump(fs);
 }
 
-static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
-                         fuse_ino_t newparent, const char *newname, unsigned int flags);
+static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                         const char *newname, unsigned int flags);
 
 void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                 const char *newname, unsigned int flags)
@@ -366,8 +366,8 @@ void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
     path_cache_bump(fs);
 }
 
-static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
-                         fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                         const char *newname, unsigned int flags)
 {
     struct wfs *fs = wfs_of(req);
     if (wfs_is_hidden(parent, name)) {

@@ -88,8 +88,8 @@ static int64_t mtime_ms(const struct stat *st)
 static bool must_wait(struct hold *h, const struct change_entry *e, int64_t since_ms,
                       int64_t now_ms)
 {
-    const uint32_t data = CHANGE_WRITE | CHANGE_TRUNCATE | CHANGE_CREATE | CHANGE_ATTR |
-                          CHANGE_XATTR;
+    const uint32_t data =
+        CHANGE_WRITE | CHANGE_TRUNCATE | CHANGE_CREATE | CHANGE_ATTR | CHANGE_XATTR;
     if ((e->kinds & ~data) || !(e->kinds & CHANGE_WRITE) || e->renamed_from || !*e->path)
         return false;
     if (now_ms - since_ms >= HOLD_MAX_MS)

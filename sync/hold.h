@@ -28,7 +28,7 @@
 
 #define HOLD_MIN_BYTES (16ll << 20)
 #define HOLD_RECENT_MS 1000
-#define HOLD_MAX_MS 10000
+#define HOLD_MAX_MS    10000
 
 struct hold;
 

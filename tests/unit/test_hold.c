@@ -41,11 +41,15 @@ static void make(const char *name, off_t size)
     close(fd);
 }
 
-static struct change_entry entry(const char *path, uint32_t kinds, uint64_t seq, off_t lo,
-                                 off_t hi)
+static struct change_entry entry(const char *path, uint32_t kinds, uint64_t seq, off_t lo, off_t hi)
 {
-    return (struct change_entry){.path = strdup(path), .kinds = kinds, .first_seq = seq,
-                                 .last_seq = seq, .nevents = 1, .lo = lo, .hi = hi};
+    return (struct change_entry){.path = strdup(path),
+                                 .kinds = kinds,
+                                 .first_seq = seq,
+                                 .last_seq = seq,
+                                 .nevents = 1,
+                                 .lo = lo,
+                                 .hi = hi};
 }
 
 START_TEST(big_recent_write_is_held_then_released_merged)
