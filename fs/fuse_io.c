@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 static _Atomic uint64_t init_unique; /* the INIT request's id while it is answered */
+static atomic_bool init_offers_killpriv_v2;
+static void (*after_init)(void *arg);
+static void *after_init_arg;
 static atomic_bool killpriv_v2;      /* the kernel offered it and we said yes */
 static _Thread_local bool kill_suidgid;
 
@@ -47,8 +50,8 @@ static void inspect_request(const char *buf, size_t n)
             return;
         memcpy(&in.flags, (const char *)b + offsetof(struct fuse_init_in, flags),
                sizeof(in.flags));
-        if (in.flags & FUSE_HANDLE_KILLPRIV_V2)
-            atomic_store(&init_unique, h.unique);
+        atomic_store(&init_offers_killpriv_v2, in.flags & FUSE_HANDLE_KILLPRIV_V2);
+        atomic_store(&init_unique, h.unique);
         break;
     }
     case FUSE_WRITE: {
@@ -93,21 +96,30 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
     (void)userdata;
     uint64_t want = atomic_load(&init_unique);
-    if (want && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+    bool init_reply = false;
+    if (want && count >= 1 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
         struct fuse_out_header h;
         memcpy(&h, iov[0].iov_base, sizeof(h));
         size_t flags_end = offsetof(struct fuse_init_out, flags) + sizeof(uint32_t);
-        if (h.unique == want && h.error == 0 && iov[1].iov_len >= flags_end) {
+        init_reply = h.unique == want;
+        if (init_reply && h.error == 0 && count >= 2 && iov[1].iov_len >= flags_end &&
+            atomic_load(&init_offers_killpriv_v2)) {
             char *flags = (char *)iov[1].iov_base + offsetof(struct fuse_init_out, flags);
             uint32_t f;
             memcpy(&f, flags, sizeof(f));
             f |= FUSE_HANDLE_KILLPRIV_V2;
             memcpy(flags, &f, sizeof(f));
             atomic_store(&killpriv_v2, true);
-            atomic_store(&init_unique, 0);
         }
+        if (init_reply)
+            atomic_store(&init_unique, 0);
     }
-    return writev(fd, iov, count);
+    ssize_t n = writev(fd, iov, count);
+    /* The kernel applies the INIT reply inside this writev: what must come
+     * after it (bdi.h) can run now. */
+    if (init_reply && n > 0 && after_init)
+        after_init(after_init_arg);
+    return n;
 }
 
 static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
@@ -117,8 +129,10 @@ static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, 
     return splice(fdin, offin, fdout, offout, len, flags);
 }
 
-int fuse_io_install(struct fuse_session *se)
+int fuse_io_install(struct fuse_session *se, void (*after_init_fn)(void *arg), void *arg)
 {
+    after_init = after_init_fn;
+    after_init_arg = arg;
     /* No splice_receive: requests must pass through io_read to be seen.
      * splice_send keeps replies with file data zero-copy. */
     static const struct fuse_custom_io io = {
@@ -139,12 +153,17 @@ bool fuse_io_kill_suidgid(void)
     return kill_suidgid;
 }
 
-bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
+bool fuse_io_drop_caps(int fd)
 {
-    if (fremovexattr(fd, "security.capability") != 0)
-        errno = 0;
-    if (!suidgid)
-        return false;
+    if (fremovexattr(fd, "security.capability") == 0)
+        return true;
+    bool none = errno == ENODATA || errno == EOPNOTSUPP;
+    errno = 0;
+    return none;
+}
+
+bool fuse_io_drop_suidgid(int fd, gid_t caller_gid)
+{
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
@@ -163,4 +182,10 @@ bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
         return false;
     }
     return true;
+}
+
+bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid)
+{
+    fuse_io_drop_caps(fd);
+    return suidgid && fuse_io_drop_suidgid(fd, caller_gid);
 }

@@ -24,8 +24,10 @@
 struct fuse_session;
 
 /* Route the session's device I/O through this layer (after
- * fuse_session_mount, before the loop).  0 or -errno. */
-int fuse_io_install(struct fuse_session *se);
+ * fuse_session_mount, before the loop).  after_init (may be NULL) runs
+ * once the kernel has taken the INIT reply, on the worker that sent it.
+ * 0 or -errno. */
+int fuse_io_install(struct fuse_session *se, void (*after_init)(void *arg), void *arg);
 
 /* True if the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (after INIT). */
 bool fuse_io_killpriv_v2(void);
@@ -41,5 +43,11 @@ bool fuse_io_kill_suidgid(void);
  * the mode changed: the kernel's cached attributes are then stale (it does
  * not know we cleared the bits) and the caller must invalidate them. */
 bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid);
+
+/* The two halves of fuse_io_kill_privs.  drop_caps: true if the file has
+ * no capabilities now (removed, or none there).  drop_suidgid: true if the
+ * mode changed. */
+bool fuse_io_drop_caps(int fd);
+bool fuse_io_drop_suidgid(int fd, gid_t caller_gid);
 
 #endif

@@ -71,6 +71,7 @@ void inode_table_free(struct inode_table *t)
             close(in->fd);
             if (in->lower_fd >= 0)
                 close(in->lower_fd);
+            free(in->path);
             if (in != &t->root)
                 free(in);
             in = next;
@@ -219,6 +220,7 @@ static void copied_up_locked(struct inode_table *t, struct wfs_inode *in, int ne
     in->lower_fd = old;
     if (S_ISDIR(st->st_mode))
         alias_add(t, in, odev, oino);
+    inode_forget_privs(in); /* a new backing file */
     __atomic_or_fetch(&in->layer, layer, __ATOMIC_RELEASE);
 }
 
@@ -254,6 +256,15 @@ void inode_table_set_layer(struct inode_table *t, dev_t dev, ino_t ino, unsigned
     pthread_mutex_unlock(&t->lock);
 }
 
+void inode_table_forget_privs(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&t->lock);
+    struct wfs_inode *in = find_locked(t, dev, ino);
+    if (in)
+        inode_forget_privs(in);
+    pthread_mutex_unlock(&t->lock);
+}
+
 void inode_table_unref(struct inode_table *t, struct wfs_inode *in, uint64_t n)
 {
     if (!in || in == &t->root)
@@ -269,6 +280,7 @@ void inode_table_unref(struct inode_table *t, struct wfs_inode *in, uint64_t n)
         close(in->fd);
         if (in->lower_fd >= 0)
             close(in->lower_fd);
+        free(in->path);
         free(in);
         return;
     }

@@ -43,6 +43,11 @@ struct wfs_inode {
     ino_t alias_ino;
     struct wfs_inode *alias_next; /* alias chain, guarded by the table lock */
     bool aliased;
+    /* Write-path caches, used only while layer == 0 (a mirrored inode):
+     * see fs/caps_cache.h and fs/path_cache.h. */
+    unsigned privs;    /* atomic: fs/caps_cache.h (bit 0: no capabilities) */
+    char *path;        /* change-stream path; guarded by path_cache's lock */
+    uint64_t path_gen; /* the path generation `path` was computed in */
 };
 
 struct inode_table;
@@ -82,6 +87,21 @@ bool inode_table_adopt(struct inode_table *t, dev_t dev, ino_t ino, int new_fd,
 /* Set or clear layer bits of the inode keyed (dev, ino), if held. */
 void inode_table_set_layer(struct inode_table *t, dev_t dev, ino_t ino, unsigned set,
                            unsigned clear);
+
+/* Clear bit 0 of in->privs and count one more forget, in one step
+ * (fs/caps_cache.h). */
+static inline void inode_forget_privs(struct wfs_inode *in)
+{
+    unsigned old = __atomic_load_n(&in->privs, __ATOMIC_ACQUIRE);
+    while (!__atomic_compare_exchange_n(&in->privs, &old, (old + 2) & ~1u, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+        ;
+}
+
+/* The inode keyed (dev, ino), if held, may have gained file capabilities
+ * (an xattr or attribute change seen by the watcher): forget that it had
+ * none (fs/caps_cache.h). */
+void inode_table_forget_privs(struct inode_table *t, dev_t dev, ino_t ino);
 
 /* Drop n lookups; the last one closes and frees the inode. */
 void inode_table_unref(struct inode_table *t, struct wfs_inode *inode, uint64_t n);

@@ -5,8 +5,10 @@
  * O_PATH fd, replies exactly once, and notes the change.
  */
 #include "ops.h"
+#include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "path_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,8 +148,10 @@ void wfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
     }
 out:;
     int err = r ? errno : 0;
+    if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        caps_forget(in);
     if (kind)
-        wfs_note(fs, kind, in->fd, NULL, (valid & FUSE_SET_ATTR_SIZE) ? attr->st_size : 0, 0);
+        wfs_note_inode(fs, in, kind, in->fd, (valid & FUSE_SET_ATTR_SIZE) ? attr->st_size : 0, 0);
     if (err) {
         fuse_reply_err(req, err);
         return;
@@ -331,18 +335,39 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
     fuse_reply_err(req, 0);
 }
 
+/* Paths of existing objects change across these: the cached ones
+ * (path_cache.h) are dropped before and after.  (req is gone after the
+ * reply; fs is not.) */
 void wfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    struct wfs *fs = wfs_of(req);
+    path_cache_bump(fs);
     remove_entry(req, parent, name, 0);
+    path_cache_bump(fs);
 }
 
 void wfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    struct wfs *fs = wfs_of(req);
+    path_cache_bump(fs);
     remove_entry(req, parent, name, AT_REMOVEDIR);
+    path_cache_bump(fs);
 }
 
+static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                         const char *newname, unsigned int flags);
+
 void wfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                       const char *newname, unsigned int flags)
+                const char *newname, unsigned int flags)
+{
+    struct wfs *fs = wfs_of(req);
+    path_cache_bump(fs);
+    rename_entry(req, parent, name, newparent, newname, flags);
+    path_cache_bump(fs);
+}
+
+static void rename_entry(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                         const char *newname, unsigned int flags)
 {
     struct wfs *fs = wfs_of(req);
     if (wfs_is_hidden(parent, name)) {

@@ -9,11 +9,14 @@
  * done, the change stream has it (unmount flushes and tests rely on it).
  */
 #include "ops.h"
+#include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "path_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -63,14 +66,25 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
             return;
         }
     }
-    int fd = openat(pfd, name, backing_flags(fs, fi->flags) | O_CREAT, mode);
+    /* The kernel sends CREATE when it believes the name is free; it may
+     * exist all the same (made in SRC a moment ago, before the watcher
+     * dropped the negative entry).  O_EXCL must then fail as natively, and
+     * a plain O_CREAT opens the existing file without taking it over. */
+    int flags = backing_flags(fs, fi->flags);
+    bool made = true;
+    int fd = openat(pfd, name, flags | O_CREAT | O_EXCL, mode);
+    if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
+        made = false;
+        fd = openat(pfd, name, flags | O_NOFOLLOW, mode); /* never leave SRC by a symlink */
+    }
     if (fd < 0) {
         fuse_reply_err(req, errno);
         if (owned)
             close(pfd);
         return;
     }
-    wfs_set_owner(fs, req, pfd, name, fd);
+    if (made)
+        wfs_set_owner(fs, req, pfd, name, fd);
     struct fuse_entry_param e;
     int err = wfs_do_lookup(fs, parent, name, &e);
     if (err) {
@@ -81,10 +95,18 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
         return;
     }
     set_file_info(fi, fd);
-    wfs_note(fs, CHANGE_CREATE, pfd, name, 0, 0);
+    struct wfs_inode *in = wfs_inode_of(req, e.ino);
+    /* The new file's path, noted and kept for the writes that follow. */
+    uint64_t gen = path_cache_gen(fs);
+    char path[PATH_MAX];
+    enum ov_where w = overlay_path_of(fs, pfd, name, path, sizeof(path));
+    if (w != OV_NOWHERE)
+        change_stream_note(fs->changes, CHANGE_CREATE | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path,
+                           NULL, 0, 0);
+    if (w == OV_IN_SRC && __atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) == 0)
+        path_cache_put(in, gen, path);
     if (owned)
         close(pfd);
-    struct wfs_inode *in = wfs_inode_of(req, e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {
         /* The kernel never saw the handle (interrupted): undo both refs. */
         close(fd);
@@ -116,7 +138,7 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (fi->flags & O_TRUNC) {
         if (fuse_io_killpriv_v2())
             fuse_io_kill_privs(fd, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid);
-        wfs_note(fs, CHANGE_TRUNCATE, fd, NULL, 0, 0);
+        wfs_note_inode(fs, in, CHANGE_TRUNCATE, fd, 0, 0);
     }
     if (fuse_reply_open(req, fi) != 0)
         close(fd);
@@ -144,11 +166,19 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
         fuse_reply_err(req, (int)-n);
         return;
     }
-    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us. */
-    if (fuse_io_killpriv_v2() &&
-        fuse_io_kill_privs((int)fi->fh, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid))
-        fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
-    wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, off, n);
+    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to us; a file
+     * known to have no capabilities costs no syscall (caps_cache.h). */
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (fuse_io_killpriv_v2()) {
+        if (!caps_known_clear(in)) {
+            unsigned snap = caps_snapshot(in);
+            if (fuse_io_drop_caps((int)fi->fh))
+                caps_mark_clear(in, snap);
+        }
+        if (fuse_io_kill_suidgid() && fuse_io_drop_suidgid((int)fi->fh, fuse_req_ctx(req)->gid))
+            fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0); /* attrs only: no lock */
+    }
+    wfs_note_inode(fs, in, CHANGE_WRITE, (int)fi->fh, off, n);
     fuse_reply_write(req, (size_t)n);
 }
 
@@ -177,7 +207,7 @@ void wfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
         fuse_reply_err(req, errno);
         return;
     }
-    wfs_note(fs, CHANGE_WRITE, (int)fi->fh, NULL, offset, length);
+    wfs_note_inode(fs, wfs_inode_of(req, ino), CHANGE_WRITE, (int)fi->fh, offset, length);
     fuse_reply_err(req, 0);
 }
 
@@ -194,7 +224,7 @@ void wfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
         return;
     }
     if (n > 0)
-        wfs_note(fs, CHANGE_WRITE, (int)fi_out->fh, NULL, dst, n);
+        wfs_note_inode(fs, wfs_inode_of(req, ino_out), CHANGE_WRITE, (int)fi_out->fh, dst, n);
     fuse_reply_write(req, (size_t)n);
 }
 

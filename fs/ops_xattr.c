@@ -6,6 +6,7 @@
  * against the caller before the request reaches us.
  */
 #include "ops.h"
+#include "caps_cache.h"
 #include "overlay.h"
 
 #include <errno.h>
@@ -82,6 +83,7 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
     wfs_proc_path(fd, proc);
     int r = remove ? removexattr(proc, name) : setxattr(proc, name, value, size, flags);
     int e = errno;
+    caps_forget(in); /* after the change: a write racing with it checks again */
     if (r == 0)
         wfs_note(fs, CHANGE_XATTR, fd, NULL, 0, 0);
     fuse_reply_err(req, r < 0 ? e : 0);

@@ -6,6 +6,7 @@
  * notify calls cannot deadlock.
  */
 #include "overlay.h"
+#include "path_cache.h"
 #include "overlay_admin.h"
 
 #include <errno.h>
@@ -75,6 +76,7 @@ int wfs_overlay_apply(struct wfs *fs, const char *op, const char *rel, char *msg
     else
         ovadm_ls(a, "", add_path, &p);
     bool still_local = false;
+    path_cache_bump(fs); /* objects move between the layers (path_cache.h) */
     if (strcmp(op, "reset") == 0)
         r = ovadm_reset(a, rel, msg, size);
     else if (strcmp(op, "promote") == 0)
@@ -83,6 +85,7 @@ int wfs_overlay_apply(struct wfs *fs, const char *op, const char *rel, char *msg
         snprintf(msg, size, "unknown overlay operation '%s'", op);
         r = -EINVAL;
     }
+    path_cache_bump(fs);
     for (size_t i = 0; i < p.n; i++) {
         if (!r)
             invalidate(fs, p.v[i]);

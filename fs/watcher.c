@@ -11,6 +11,7 @@
  * which may wait on a FUSE inode lock, cannot deadlock the daemon.
  */
 #include "watcher.h"
+#include "path_cache.h"
 #include "wfs_internal.h"
 
 #include <errno.h>
@@ -148,6 +149,8 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
         kind |= ev->mask & FAN_MOVED_TO ? CHANGE_RENAME_TO : is_dir ? CHANGE_MKDIR : CHANGE_CREATE;
     if (ev->mask & (FAN_DELETE | FAN_MOVED_FROM))
         kind |= ev->mask & FAN_MOVED_FROM ? CHANGE_RENAME_FROM : CHANGE_DELETE;
+    if (kind & (CHANGE_DELETE | CHANGE_RENAME_FROM | CHANGE_RENAME_TO))
+        path_cache_bump(fs); /* a moved dir moves every path below it */
     if (kind && dir_id) {
         /* The name changed: drop the (possibly negative) dentry, and the
          * directory's attributes and cached listing. */
@@ -156,6 +159,10 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
     }
     if (ev->mask & (FAN_MODIFY | FAN_ATTRIB)) {
         uint64_t obj_id = handle_nodeid(w, ev->obj, &obj_fd);
+        struct stat st;
+        /* An xattr or mode set outside may have given it capabilities. */
+        if (obj_id && (ev->mask & FAN_ATTRIB) && fstat(obj_fd, &st) == 0)
+            inode_table_forget_privs(fs->inodes, st.st_dev, st.st_ino);
         if (obj_fd >= 0)
             close(obj_fd);
         if (obj_id)

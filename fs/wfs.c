@@ -3,8 +3,10 @@
  * small helpers every op family shares.
  */
 #include "ops.h"
+#include "bdi.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "path_cache.h"
 #include "watcher.h"
 
 #include <errno.h>
@@ -111,6 +113,17 @@ static char *mount_options(const struct wfs *fs)
     return o;
 }
 
+/* After INIT (which can only lower it): a larger read-ahead window for cold
+ * sequential reads (bdi.h).  Best effort: without root it stays 128 KiB. */
+static void raise_read_ahead(void *arg)
+{
+    struct wfs *fs = arg;
+    int r = bdi_set_read_ahead(fs->opt.mountpoint, BDI_READ_AHEAD_KB);
+    if (r && r != -EACCES && r != -EROFS && r != -EPERM)
+        fprintf(stderr, "wsync: cannot raise the read-ahead of %s: %s\n", fs->opt.mountpoint,
+                strerror(-r));
+}
+
 int wfs_mount(struct wfs *fs, char *err, size_t errsize)
 {
     char *o = mount_options(fs);
@@ -134,7 +147,7 @@ int wfs_mount(struct wfs *fs, char *err, size_t errsize)
     }
     /* Our own device I/O, to skip the kernel's GETXATTR before every write
      * (fuse_io.h).  Without it everything still works, one round trip slower. */
-    if (fuse_io_install(fs->se) != 0)
+    if (fuse_io_install(fs->se, raise_read_ahead, fs) != 0)
         fprintf(stderr, "wsync: warning: cannot install FUSE I/O hooks; writes cost an extra "
                         "round trip\n");
 
@@ -321,6 +334,28 @@ void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t 
                            off, len);
 }
 
+void wfs_note_inode(struct wfs *fs, struct wfs_inode *in, uint32_t kind, int fd, off_t off,
+                    off_t len)
+{
+    if (__atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) != 0) {
+        wfs_note(fs, kind, fd, NULL, off, len);
+        return;
+    }
+    char path[PATH_MAX];
+    uint64_t gen = path_cache_gen(fs);
+    if (path_cache_get(in, gen, path, sizeof(path))) {
+        change_stream_note(fs->changes, kind, path, NULL, off, len);
+        return;
+    }
+    enum ov_where w = overlay_path_of(fs, fd, NULL, path, sizeof(path));
+    if (w == OV_NOWHERE)
+        return;
+    if (w == OV_IN_SRC)
+        path_cache_put(in, gen, path);
+    change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL, off,
+                       len);
+}
+
 void wfs_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct wfs *fs = userdata;
@@ -329,6 +364,9 @@ void wfs_init(void *userdata, struct fuse_conn_info *conn)
     if (fs->opt.writeback)
         want |= FUSE_CAP_WRITEBACK_CACHE;
     conn->want |= want & conn->capable;
+    /* The kernel keeps the smaller of this and the bdi's read-ahead, which
+     * raise_read_ahead() raises once INIT is done. */
+    conn->max_readahead = BDI_READ_AHEAD_KB * 1024;
     /* Listings are stateless (ops_dir.c): no OPENDIR/RELEASEDIR round trips. */
     if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
         conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;

@@ -37,6 +37,7 @@ struct wfs {
     void (*on_ready)(void *);
     void *on_ready_arg;
     atomic_ullong outside_events;
+    atomic_ullong path_gen; /* fs/path_cache.h */
 };
 
 extern const struct fuse_lowlevel_ops wfs_ops;
@@ -93,5 +94,10 @@ bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t siz
 /* Report one change to the stream (path computed from dirfd + name; an
  * object in the overlay is noted at its path in the mount, as local). */
 void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len);
+
+/* wfs_note for a change to the data or attributes of the open inode `in`
+ * through fd: the same event, with the path from path_cache.h when valid. */
+void wfs_note_inode(struct wfs *fs, struct wfs_inode *in, uint32_t kind, int fd, off_t off,
+                    off_t len);
 
 #endif

@@ -14,6 +14,7 @@
 #include "../fs/change_stream.h"
 #include "chunker.h"
 #include "dir_listing.h"
+#include "hold.h"
 #include "index.h"
 #include "manifest.h"
 #include "rechunk.h"
@@ -62,6 +63,9 @@
 #define REST_FACTOR 3
 #define MAX_REST_MS 1000
 
+/* While files are held (hold.h), look at them again this often. */
+#define HOLD_POLL_MS 100
+
 struct indexer {
     char *src;
     int src_fd; /* O_RDONLY|O_DIRECTORY on SRC */
@@ -70,6 +74,7 @@ struct indexer {
     struct rules *rules;
     /* thread mode */
     struct change_stream *cs;
+    struct hold *hold; /* big files still being written (hold.h) */
     pthread_t thread;
     atomic_bool stop;
     void (*on_commit)(void *arg); /* thread mode: after each committed batch */
@@ -454,6 +459,7 @@ void indexer_free(struct indexer *in)
     if (in->owns_ix)
         index_close(in->ix);
     rules_free(in->rules);
+    hold_free(in->hold);
     close(in->src_fd);
     pthread_mutex_destroy(&in->counts_lock);
     free(in->src);
@@ -690,6 +696,13 @@ static int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *indexer_main(void *arg)
 {
     struct indexer *in = arg;
@@ -702,7 +715,8 @@ static void *indexer_main(void *arg)
         for (long slept = 0; slept < rest_ms && !atomic_load(&in->stop); slept += QUIET_BUSY_MS)
             usleep(QUIET_BUSY_MS * 1000);
         rest_ms = 0;
-        if (!change_stream_wait(in->cs, 500))
+        bool holding = hold_count(in->hold) > 0;
+        if (!change_stream_wait(in->cs, holding ? HOLD_POLL_MS : 500) && !holding)
             continue;
         int quiet = monotonic_ms() - last_batch_end < BUSY_GAP_MS ? QUIET_BUSY_MS : QUIET_IDLE_MS;
         uint64_t seen = change_stream_seq(in->cs);
@@ -717,6 +731,20 @@ static void *indexer_main(void *arg)
         /* Every event up to `upto` is in this batch or an earlier one. */
         uint64_t upto = change_stream_seq(in->cs);
         b.rescan = change_stream_take(in->cs, &b.e, &b.n);
+        /* A full rescan reads everything anyway: it takes the held too. */
+        hold_filter(in->hold, &b.e, &b.n, realtime_ms(), b.rescan);
+        uint64_t held_from = hold_min_seq(in->hold);
+        if (held_from && held_from - 1 < upto)
+            upto = held_from - 1; /* not indexed yet: still held */
+        if (b.n == 0 && !b.rescan) {
+            /* All of it is held: nothing to commit. */
+            pthread_mutex_lock(&in->counts_lock);
+            if (upto > in->totals.indexed_seq)
+                in->totals.indexed_seq = upto;
+            pthread_mutex_unlock(&in->counts_lock);
+            change_entries_free(b.e, b.n);
+            continue;
+        }
         int64_t started = monotonic_ms();
         struct indexer_counts done = {0};
         int r = in_transaction(in, do_batch, &b, &done);
@@ -743,6 +771,13 @@ static void *indexer_main(void *arg)
         }
         change_entries_free(b.e, b.n);
     }
+    /* Stopping: what is held is indexed now, not left to the next start. */
+    if (hold_count(in->hold) > 0) {
+        struct batch b = {NULL, 0, false};
+        hold_filter(in->hold, &b.e, &b.n, realtime_ms(), true);
+        in_transaction(in, do_batch, &b, NULL);
+        change_entries_free(b.e, b.n);
+    }
     return NULL;
 }
 
@@ -762,6 +797,12 @@ int indexer_start(const char *src, const char *state_dir, struct change_stream *
     }
     in->owns_ix = true;
     in->cs = cs;
+    in->hold = hold_new(in->src_fd);
+    if (!in->hold) {
+        indexer_free(in);
+        snprintf(err, errsize, "cannot start the indexer: %s", strerror(ENOMEM));
+        return -ENOMEM;
+    }
     in->on_commit = on_commit;
     in->on_commit_arg = arg;
     /* The startup scan runs on the thread too: mounting does not wait. */

@@ -125,6 +125,75 @@ START_TEST(burst_of_writes_coalesces)
 }
 END_TEST
 
+/* Count the log lines " write PATH [OFF+LEN]". */
+static int count_writes(const char *log, const char *path, int off)
+{
+    char want[PATH_MAX];
+    snprintf(want, sizeof(want), " write %s [%d+1]\n", path, off);
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, want)); p++)
+        n++;
+    return n;
+}
+
+struct logged_wait {
+    const char *needle;
+};
+
+static bool log_has(void *arg)
+{
+    struct logged_wait *w = arg;
+    char *log = log_text(200);
+    bool ok = strstr(log, w->needle) != NULL;
+    free(log);
+    return ok;
+}
+
+/* The mount keeps each open file's path for its write events (so a stream
+ * of writes costs no path lookup each); a rename of the file, of a parent
+ * directory, through the mount or directly in SRC, must show in the path
+ * of the very next write. */
+START_TEST(write_paths_follow_renames)
+{
+    static char ps[PATH_MAX], ps2[PATH_MAX];
+    ck_assert_int_eq(mkdir(MNT("d"), 0755), 0);
+    ck_assert_int_eq(mkdir(MNT("d/sub"), 0755), 0);
+    int fd = open(MNT("d/sub/f"), O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_ge(fd, 0);
+    int off = 0;
+    ck_assert_int_eq(pwrite(fd, "a", 1, off++), 1);
+    ck_assert_int_eq(pwrite(fd, "a", 1, off++), 1);
+    ck_assert_int_eq(rename(MNT("d/sub/f"), MNT2("d/sub/g")), 0); /* the file */
+    ck_assert_int_eq(pwrite(fd, "b", 1, off++), 1);
+    ck_assert_int_eq(rename(MNT("d/sub"), MNT2("d/other")), 0); /* its parent */
+    ck_assert_int_eq(pwrite(fd, "c", 1, off++), 1);
+    ck_assert_int_eq(rename(MNT("d"), MNT2("top")), 0); /* its grandparent */
+    ck_assert_int_eq(pwrite(fd, "d", 1, off++), 1);
+    /* Directly in SRC: once the watcher has reported the rename. */
+    wm_path(ps, sizeof(ps), m.src, "top/other");
+    wm_path(ps2, sizeof(ps2), m.src, "top/moved");
+    ck_assert_int_eq(rename(ps, ps2), 0);
+    struct logged_wait w = {"+outside top/moved"};
+    ck_assert_msg(wm_poll(log_has, &w, 5000), "the watcher never reported the outside rename");
+    ck_assert_int_eq(pwrite(fd, "e", 1, off++), 1);
+    /* Unlinked: a write to the open file names no path at all. */
+    ck_assert_int_eq(unlink(MNT("top/moved/g")), 0);
+    ck_assert_int_eq(pwrite(fd, "f", 1, off++), 1);
+    close(fd);
+
+    char *log = log_text(200);
+    ck_assert_msg(count_writes(log, "d/sub/f", 0) == 1 && count_writes(log, "d/sub/f", 1) == 1,
+                  "first writes not at d/sub/f:\n%s", log);
+    ck_assert_msg(count_writes(log, "d/sub/g", 2) == 1, "write after file rename:\n%s", log);
+    ck_assert_msg(count_writes(log, "d/other/g", 3) == 1, "write after dir rename:\n%s", log);
+    ck_assert_msg(count_writes(log, "top/other/g", 4) == 1, "write after grandparent rename:\n%s",
+                  log);
+    ck_assert_msg(count_writes(log, "top/moved/g", 5) == 1, "write after outside rename:\n%s", log);
+    ck_assert_msg(!strstr(log, "[6+1]"), "write to an unlinked file was noted:\n%s", log);
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("change_events");
@@ -133,6 +202,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, each_op_yields_its_event);
     tcase_add_test(tc, burst_of_writes_coalesces);
+    tcase_add_test(tc, write_paths_follow_renames);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

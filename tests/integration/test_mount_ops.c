@@ -410,6 +410,124 @@ START_TEST(privileges_cleared_as_on_native)
 }
 END_TEST
 
+/* The daemon remembers that a file has no capabilities (fs/caps_cache.h) so
+ * that a stream of writes costs no xattr call each; that memory must not
+ * outlive a change that could give them back: setxattr through the mount,
+ * chmod to suid, or a capability set directly in SRC. */
+static long long status_num(const char *key)
+{
+    char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
+    long long v = wm_json_num(out, key);
+    free(out);
+    return v;
+}
+
+struct counter_wait {
+    const char *key;
+    long long want;
+};
+
+static bool counter_reached(void *arg)
+{
+    struct counter_wait *w = arg;
+    return status_num(w->key) >= w->want;
+}
+
+START_TEST(privileges_cleared_after_cached_writes)
+{
+    const unsigned char caps[20] = {0x01, 0, 0, 0x02, 0, 0x20}; /* rev 2, effective, CAP_NET_RAW */
+    wm_write(MNT("c"), "x");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(append_byte(MNT("c")), 0); /* the "no caps" mark is set */
+
+    /* Through the mount. */
+    ck_assert_int_eq(setxattr(MNT("c"), "security.capability", caps, sizeof(caps), 0), 0);
+    ck_assert_int_eq(append_byte(MNT("c")), 0);
+    ck_assert_msg(getxattr(SRC("c"), "security.capability", NULL, 0) < 0 && errno == ENODATA,
+                  "a write after setcap through the mount kept the capabilities");
+
+    /* Directly in SRC: once the watcher has seen it (a second outside event
+     * after it is handled in order, so when the counter passes both, the
+     * first is done). */
+    ck_assert_int_eq(append_byte(MNT("c")), 0);
+    long long before = status_num("outside_events");
+    ck_assert_int_ge(before, 0);
+    ck_assert_int_eq(setxattr(SRC("c"), "security.capability", caps, sizeof(caps), 0), 0);
+    wm_write(SRC("marker"), "m");
+    struct counter_wait w = {"outside_events", before + 2};
+    ck_assert_msg(wm_poll(counter_reached, &w, 5000), "watcher never saw the outside setcap");
+    ck_assert_int_eq(append_byte(MNT("c")), 0);
+    ck_assert_msg(getxattr(SRC("c"), "security.capability", NULL, 0) < 0 && errno == ENODATA,
+                  "a write after setcap in SRC kept the capabilities");
+
+    /* suid set after cached writes still goes with a non-root write. */
+    ck_assert_int_eq(chmod(m.root, 0755), 0);
+    ck_assert_int_eq(chmod(m.mnt, 0777), 0);
+    ck_assert_int_eq(chmod(MNT("c"), 06777), 0);
+    ck_assert_int_eq(as_nobody(append_byte, MNT("c")), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(SRC("c"), &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0777, "SRC mode %o after a write as nobody",
+                  st.st_mode & 07777);
+    ck_assert_int_eq(stat(MNT("c"), &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0777, "mount shows mode %o after a write as nobody",
+                  st.st_mode & 07777);
+    char *got = wm_read(SRC("c"), NULL);
+    ck_assert_str_eq(got, "xyyyyyyy");
+    free(got);
+}
+END_TEST
+
+/* The kernel sends CREATE for a name it believes free (a cached negative
+ * entry; O_EXCL alone makes it look the name up again first).  A file made
+ * in SRC a moment before, not yet reported by the watcher, must be opened
+ * as it is: no truncation, no new mode, and not handed to SRC's owner as a
+ * file the mount made; O_EXCL must fail with EEXIST as natively. */
+START_TEST(create_on_name_made_outside)
+{
+    /* Remount with SRC owned by someone else, so that a wrongly "made"
+     * file would change owner. */
+    ck_assert_int_eq(wm_sh("'%s' unmount '%s'", wm_bin(), m.mnt), 0);
+    m.mounted = false;
+    ck_assert_int_eq(chown(m.src, 4321, 4321), 0);
+    ck_assert_int_eq(wm_sh("'%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt), 0);
+    m.mounted = true;
+    char name[32];
+    for (int i = 0; i < 100; i++) {
+        struct stat st;
+        snprintf(name, sizeof(name), "x%d", i);
+        ck_assert_int_eq(stat(MNT(name), &st), -1); /* negative entry cached */
+        /* Made in SRC and opened through the mount at once: the watcher
+         * has most likely not dropped the negative entry yet. */
+        int sfd = open(SRC(name), O_WRONLY | O_CREAT | O_EXCL, 0640);
+        ck_assert_int_ge(sfd, 0);
+        int fd = open(MNT(name), O_WRONLY | O_CREAT | O_EXCL, 0600);
+        int e = errno;
+        close(sfd);
+        ck_assert_msg(fd < 0, "O_EXCL create of %s, made in SRC, succeeded (round %d)", name, i);
+        ck_assert_int_eq(e, EEXIST);
+
+        snprintf(name, sizeof(name), "y%d", i);
+        ck_assert_int_eq(stat(MNT(name), &st), -1);
+        sfd = open(SRC(name), O_WRONLY | O_CREAT | O_EXCL, 0640);
+        ck_assert_int_ge(sfd, 0);
+        ck_assert_int_eq(write(sfd, "outside", 7), 7);
+        fd = open(MNT(name), O_WRONLY | O_CREAT, 0600);
+        ck_assert_msg(fd >= 0, "O_CREAT open of %s: %s", name, strerror(errno));
+        close(sfd);
+        close(fd);
+        char *got = wm_read(SRC(name), NULL);
+        ck_assert_str_eq(got, "outside");
+        free(got);
+        ck_assert_int_eq(stat(SRC(name), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0640);
+        ck_assert_msg(st.st_uid == 0 && st.st_gid == 0,
+                      "%s, made in SRC by root, now owned by %d:%d (round %d)", name,
+                      (int)st.st_uid, (int)st.st_gid, i);
+    }
+}
+END_TEST
+
 /* A listing longer than one READDIR reply resumes at the right place: every
  * name exactly once, made both through the mount and directly in SRC. */
 START_TEST(big_directory_listed_once)
@@ -646,6 +764,8 @@ int main(void)
     tcase_add_test(tc, hard_links_keep_nlink_exact);
     tcase_add_test(tc, symlinks);
     tcase_add_test(tc, privileges_cleared_as_on_native);
+    tcase_add_test(tc, privileges_cleared_after_cached_writes);
+    tcase_add_test(tc, create_on_name_made_outside);
     tcase_add_test(tc, big_directory_listed_once);
     tcase_add_test(tc, mknod_fifo);
     tcase_add_test(tc, xattrs);
