@@ -65,11 +65,15 @@ static void start_guard(const struct wmount *m)
     char c;
     while (read(p[0], &c, 1) != 0 && errno == EINTR)
         ;
+    /* Every mount point under the tree, deepest first: a test may have
+     * mounted more than MNT (a far host's own `wsync mount`, a tmpfs). */
     char *cmd;
     if (asprintf(&cmd,
-             "if grep -qF ' %s ' /proc/self/mountinfo; then '%s' unmount --lazy '%s' ||"
-             " umount -l '%s'; fi; rm -rf --one-file-system '%s'",
-             m->mnt, getenv("WSYNC_BIN"), m->mnt, m->mnt, m->root) < 0)
+             "awk -v r='%s/' 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo |"
+             " sort -r | while read -r mp; do"
+             " '%s' unmount --lazy \"$mp\" >/dev/null 2>&1 || umount -l \"$mp\"; done;"
+             " rm -rf --one-file-system '%s'",
+             m->root, getenv("WSYNC_BIN"), m->root) < 0)
         _exit(1);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
