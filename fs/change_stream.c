@@ -8,6 +8,7 @@
  * two small memcpy()s.
  */
 #include "change_stream.h"
+#include "deadline.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -278,14 +279,7 @@ void change_stream_request_rescan(struct change_stream *cs)
 
 bool change_stream_wait(struct change_stream *cs, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&cs->lock);
     while (cs->ndirty == 0 && !cs->rescan && !cs->woken) {
         if (pthread_cond_timedwait(&cs->nonempty, &cs->lock, &deadline) == ETIMEDOUT)

@@ -1,5 +1,6 @@
 /* mirror.c — see mirror.h. */
 #include "mirror.h"
+#include "../fs/deadline.h"
 #include "index.h"
 #include "push.h"
 #include "transport.h"
@@ -304,14 +305,7 @@ void mirror_kick(struct mirror *m)
 bool mirror_flush(struct mirror *m, uint64_t want, int timeout_ms)
 {
     mirror_kick(m);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&m->lock);
     /* Caught up, too: an empty journal says nothing about a remote that
      * never finished its first diff. */

@@ -12,6 +12,7 @@
  * wait returns at once: no edit waits for the fallback timer.
  */
 #include "mirror_twoway.h"
+#include "../fs/deadline.h"
 #include "index.h"
 #include "transport.h"
 #include "twoway.h"
@@ -315,14 +316,7 @@ void mirror_twoway_kick(struct mirror_twoway *m)
 bool mirror_twoway_flush(struct mirror_twoway *m, uint64_t want, int timeout_ms)
 {
     mirror_twoway_kick(m);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&m->lock);
     while ((m->st.acked_seq < want || !m->st.caught_up) && !m->stop)
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
