@@ -100,8 +100,7 @@ END_TEST
 START_TEST(mirror_into_a_network_namespace_with_its_own_mount)
 {
     char ns[64], opts[128];
-    snprintf(ns, sizeof(ns), "wsync-m%d", (int)getpid());
-    ck_assert_int_eq(wm_sh("ip netns add %s", ns), 0);
+    wm_netns(&m, "m", ns, sizeof(ns));
     /* Host B mounts its replica too: its containers see incoming files. */
     char bmnt[PATH_MAX + 16];
     snprintf(bmnt, sizeof(bmnt), "%s/bmnt", m.root);

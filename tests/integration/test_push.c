@@ -642,8 +642,7 @@ END_TEST
 START_TEST(push_into_a_network_namespace)
 {
     char ns[64];
-    snprintf(ns, sizeof(ns), "wsync-t%d", (int)getpid());
-    ck_assert_int_eq(wm_sh("ip netns add %s", ns), 0);
+    wm_netns(&m, "t", ns, sizeof(ns));
     write_random(SRC("data.bin"), 1 << 20, 4);
     wm_write(SRC("hello"), "from A");
     int st;

@@ -18,13 +18,11 @@
 
 static struct wmount m; /* src/ is A (local), mnt/ is B (far side; never mounted here) */
 static char ns[64];
-static int counter;
 
 static void setup(void)
 {
     wm_prepare(&m);
-    snprintf(ns, sizeof(ns), "wsync-sync-%d-%d", (int)getpid(), counter++);
-    ck_assert_int_eq(wm_sh("ip netns add %s", ns), 0);
+    wm_netns(&m, "sync", ns, sizeof(ns));
     setenv("WSYNC_HOST", "hosta", 1);
 }
 

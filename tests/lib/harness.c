@@ -42,6 +42,13 @@ void wm_path(char *out, size_t size, const char *dir, const char *rel)
  * checked teardown, and kills it outright on a timeout.  So each prepared
  * tree gets a guard process that waits for the test process to end (its
  * pipe reaches EOF) and then unmounts and removes whatever is left. */
+/* The unique part mkdtemp gave this test's tree (wsync-test-XXXXXX). */
+static const char *root_suffix(const struct wmount *m)
+{
+    const char *dash = strrchr(m->root, '-');
+    return dash ? dash + 1 : m->root;
+}
+
 static void start_guard(const struct wmount *m)
 {
     int p[2];
@@ -66,14 +73,19 @@ static void start_guard(const struct wmount *m)
     while (read(p[0], &c, 1) != 0 && errno == EINTR)
         ;
     /* Every mount point under the tree, deepest first: a test may have
-     * mounted more than MNT (a far host's own `wsync mount`, a tmpfs). */
+     * mounted more than MNT (a far host's own `wsync mount`, a tmpfs).
+     * Then the network namespaces wm_netns made for this tree (their names
+     * carry its unique suffix), with what the test left running in them. */
     char *cmd;
     if (asprintf(&cmd,
              "awk -v r='%s/' 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo |"
              " sort -r | while read -r mp; do"
              " '%s' unmount --lazy \"$mp\" >/dev/null 2>&1 || umount -l \"$mp\"; done;"
+             " for n in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -F -- '-%s-');"
+             " do for p in $(ip netns pids \"$n\"); do kill -9 \"$p\"; done;"
+             " ip netns del \"$n\"; done;"
              " rm -rf --one-file-system '%s'",
-             m->root, getenv("WSYNC_BIN"), m->root) < 0)
+             m->root, getenv("WSYNC_BIN"), root_suffix(m), m->root) < 0)
         _exit(1);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
@@ -390,4 +402,11 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 void wm_rm_rf(const char *path)
 {
     nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+void wm_netns(const struct wmount *m, const char *tag, char *out, size_t size)
+{
+    int n = snprintf(out, size, "wsync-%s-%s-", tag, root_suffix(m));
+    ck_assert_msg(n > 0 && (size_t)n < size, "netns name too long");
+    ck_assert_msg(wm_sh("ip netns add %s", out) == 0, "ip netns add %s failed", out);
 }

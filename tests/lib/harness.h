@@ -40,6 +40,12 @@ void wm_setup(struct wmount *m, const char *mount_opts);
 /* Unmount (if mounted) and remove the temp tree.  Safe to call twice. */
 void wm_teardown(struct wmount *m);
 
+/* A network namespace for a far host of this test, named after the test's
+ * tree (wsync-TAG-SUFFIX-), so names never collide across tests and the
+ * guard deletes it, with anything still running in it, if the test dies
+ * before its teardown. */
+void wm_netns(const struct wmount *m, const char *tag, char *out, size_t size);
+
 /* Join dir and a relative path into a static-free buffer owned by the caller. */
 void wm_path(char *out, size_t size, const char *dir, const char *rel);
 
