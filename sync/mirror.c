@@ -339,9 +339,7 @@ void mirror_stop(struct mirror *m)
     pthread_mutex_lock(&m->lock);
     m->stop = true;
     pthread_cond_broadcast(&m->cond);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += STOP_GRACE_MS / 1000;
+    struct timespec dl = deadline_in_ms(STOP_GRACE_MS);
     while (!m->exited)
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
             break;

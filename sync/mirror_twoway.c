@@ -351,9 +351,7 @@ void mirror_twoway_stop(struct mirror_twoway *m)
         return;
     mirror_twoway_ask_stop(m);
     pthread_mutex_lock(&m->lock);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += STOP_GRACE_MS / 1000;
+    struct timespec dl = deadline_in_ms(STOP_GRACE_MS);
     while (!m->exited)
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
             break;
