@@ -12,6 +12,7 @@
  * and checks that the trees converge and nothing is lost but what an edit
  * on the same side replaced.  Waits are bounded polls on the outcome.
  */
+#include "tests/lib/edits.h"
 #include "tests/lib/harness.h"
 #include "tests/lib/hosts.h"
 
@@ -54,30 +55,14 @@ static void teardown(void)
     hosts_teardown(&h);
 }
 
-static void wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void wsync_ok(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *args;
-    ck_assert(vasprintf(&args, fmt, ap) >= 0);
-    va_end(ap);
-    int st;
-    char *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
-    ck_assert_msg(st == 0, "wsync %s: exit %d: %s", args, st, out);
-    free(out);
-    free(args);
-}
-
 /* B mounts its tree; A gets remote b in `mode` and mounts. */
 static void start_pair(const char *mode)
 {
-    wsync_ok("mount '%s' '%s'", btree, bmnt);
+    wm_wsync_ok("mount '%s' '%s'", btree, bmnt);
     bmounted = true;
-    wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' --mode %s b '%s'", m.src, h.rsh,
-             bwsync, mode, dest);
-    wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' --mode %s b '%s'", m.src, h.rsh,
+                bwsync, mode, dest);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
     m.mounted = true;
 }
 
@@ -234,8 +219,8 @@ START_TEST(edits_flow_both_ways_through_both_mounts)
     appears(bmnt, "src/a.c", "int a = 4; /* A again */\n");
     ck_assert_msg(wm_poll(roots_equal, NULL, BOUND_MS), "roots never equal");
     char *st = status_b();
-    ck_assert_msg(st && strstr(st, "\"mode\":\"two-way\"") &&
-                      wm_json_num(st, "conflicts") == 0 && wm_json_num(st, "bytes_out") > 0,
+    ck_assert_msg(st && strstr(st, "\"mode\":\"two-way\"") && wm_json_num(st, "conflicts") == 0 &&
+                      wm_json_num(st, "bytes_out") > 0,
                   "status: %s", st ? st : "(none)");
     free(st);
     ck_assert_int_eq(copies(m.src, "a") + copies(btree, "tuned"), 0);
@@ -348,96 +333,6 @@ END_TEST
 
 /* ---- a randomized schedule of partitions ---- */
 
-struct contents {
-    char **v;
-    size_t n;
-};
-
-static void collect(const char *root, const char *rel, struct contents *c)
-{
-    char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s%s%s", root, rel[0] ? "/" : "", rel);
-    DIR *d = opendir(p);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            (!rel[0] && !strcmp(e->d_name, ".wsync")))
-            continue;
-        char sub[PATH_MAX];
-        snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
-        if (e->d_type == DT_DIR) {
-            collect(root, sub, c);
-        } else {
-            char f[PATH_MAX];
-            wm_path(f, sizeof(f), root, sub);
-            c->v = realloc(c->v, (c->n + 1) * sizeof(*c->v));
-            c->v[c->n++] = wm_read(f, NULL);
-        }
-    }
-    closedir(d);
-}
-
-static bool has(const struct contents *c, const char *str)
-{
-    for (size_t i = 0; i < c->n; i++)
-        if (c->v[i] && strcmp(c->v[i], str) == 0)
-            return true;
-    return false;
-}
-
-static void contents_free(struct contents *c)
-{
-    for (size_t i = 0; i < c->n; i++)
-        free(c->v[i]);
-    free(c->v);
-    memset(c, 0, sizeof(*c));
-}
-
-static unsigned long long rng;
-static unsigned rnd(unsigned n)
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (unsigned)((rng >> 33) % n);
-}
-
-static const char *names[] = {"f0", "f1", "f2", "d1/f3", "d1/f4", "d2/f5", "d2/f6"};
-#define NNAMES (sizeof(names) / sizeof(names[0]))
-
-/* One random edit through root (a mount or a tree); what it destroys on
- * purpose (an overwrite, a delete) goes to gone. */
-static void random_op(const char *root, char side, int round, int k, struct contents *gone)
-{
-    char p[PATH_MAX], q[PATH_MAX], data[128];
-    wm_path(p, sizeof(p), root, names[rnd(NNAMES)]);
-    snprintf(data, sizeof(data), "seed %llu round %d side %c op %d\n", rng, round, side, k);
-    char *old = wm_read(p, NULL);
-    switch (rnd(4)) {
-    case 0:
-    case 1:
-        wm_write(p, data);
-        break;
-    case 2:
-        if (old)
-            unlink(p);
-        else
-            wm_write(p, data);
-        break;
-    default:
-        wm_path(q, sizeof(q), root, names[rnd(NNAMES)]);
-        if (old && access(q, F_OK) != 0) {
-            ck_assert_int_eq(rename(p, q), 0);
-            free(old);
-            return;
-        }
-        wm_write(p, data);
-    }
-    if (old) {
-        gone->v = realloc(gone->v, (gone->n + 1) * sizeof(*gone->v));
-        gone->v[gone->n++] = old;
-    }
-}
-
 static bool disconnected(void *arg)
 {
     char *st = status_b();
@@ -456,7 +351,7 @@ START_TEST(random_partitions_converge_and_lose_nothing)
 {
     unsigned long long seed =
         getenv("WSYNC_SEED") ? strtoull(getenv("WSYNC_SEED"), NULL, 0) : 20261129;
-    rng = seed;
+    wm_edits_seed(seed);
     start_pair("two-way");
     put(m.mnt, "d1/.keep", "");
     put(m.mnt, "d2/.keep", "");
@@ -464,25 +359,23 @@ START_TEST(random_partitions_converge_and_lose_nothing)
         ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never equal before",
                       seed, round);
         hosts_link(&h, 1, 0);
-        struct contents gone = {0}, before = {0}, after = {0};
-        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
-            random_op(m.mnt, 'A', round, k, &gone);
-        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
-            random_op(rnd(2) ? btree : bmnt, 'B', round, k, &gone);
+        struct wm_texts gone = {0}, before = {0}, after = {0};
+        for (int k = 0, n = 1 + (int)wm_edits_rnd(4); k < n; k++)
+            wm_edits_random_op(m.mnt, 'A', round, k, &gone);
+        for (int k = 0, n = 1 + (int)wm_edits_rnd(4); k < n; k++)
+            wm_edits_random_op(wm_edits_rnd(2) ? btree : bmnt, 'B', round, k, &gone);
         ck_assert_msg(wm_poll(disconnected, NULL, BOUND_MS), "seed %llu round %d: never cut", seed,
                       round);
-        collect(m.src, "", &before);
-        collect(btree, "", &before);
+        wm_texts_collect(m.src, &before);
+        wm_texts_collect(btree, &before);
         hosts_link(&h, 1, 1);
         ck_assert_msg(wm_poll(pair_equal, NULL, 60000), "seed %llu round %d: never converged", seed,
                       round);
-        collect(m.src, "", &after);
-        for (size_t i = 0; i < before.n; i++)
-            ck_assert_msg(!before.v[i] || has(&gone, before.v[i]) || has(&after, before.v[i]),
-                          "seed %llu round %d: lost '%s'", seed, round, before.v[i]);
-        contents_free(&gone);
-        contents_free(&before);
-        contents_free(&after);
+        wm_texts_collect(m.src, &after);
+        wm_edits_assert_nothing_lost(&before, &gone, &after, seed, round);
+        wm_texts_free(&gone);
+        wm_texts_free(&before);
+        wm_texts_free(&after);
     }
 }
 END_TEST

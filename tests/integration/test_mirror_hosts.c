@@ -46,30 +46,13 @@ static void teardown(void)
     hosts_teardown(&h);
 }
 
-static void wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Run `wsync ARGS`; assert it exits 0, quoting its output if not. */
-static void wsync_ok(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *args;
-    ck_assert(vasprintf(&args, fmt, ap) >= 0);
-    va_end(ap);
-    int st;
-    char *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
-    ck_assert_msg(st == 0, "wsync %s: exit %d: %s", args, st, out);
-    free(out);
-    free(args);
-}
-
 /* Remotes B and C in SRC's config, then mount: the mount starts both. */
 static void mount_a(void)
 {
     for (int i = 1; i <= 2; i++)
-        wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' %s '%s'", m.src, h.rsh, wm_bin(),
-                 i == 1 ? "b" : "c", dest[i]);
-    wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+        wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' %s '%s'", m.src, h.rsh,
+                    wm_bin(), i == 1 ? "b" : "c", dest[i]);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
     m.mounted = true;
 }
 
@@ -148,7 +131,7 @@ START_TEST(edit_on_a_reaches_b_and_c_and_bs_own_mount)
     snprintf(bmnt, sizeof(bmnt), "%s/bmnt", m.root);
     ck_assert_int_eq(mkdir(bmnt, 0755), 0);
     char args[PATH_MAX + 64];
-    wsync_ok("mount '%s' '%s'", rep[1], bmnt);
+    wm_wsync_ok("mount '%s' '%s'", rep[1], bmnt);
     mount_a();
     snprintf(seen, sizeof(seen), "%s/src.c", bmnt);
     struct stat st;
@@ -306,9 +289,9 @@ START_TEST(mount_daemon_killed_then_remounted)
     wm_write(p, "made while the daemon was dead");
     assert_not_torn(1, "in-flight.bin", "after the daemon died");
     assert_not_torn(2, "in-flight.bin", "after the daemon died");
-    wsync_ok("unmount '%s'", m.mnt); /* the stale mount */
+    wm_wsync_ok("unmount '%s'", m.mnt); /* the stale mount */
     m.mounted = false;
-    wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
     m.mounted = true;
     assert_converges("after the remount");
     assert_not_torn(1, "in-flight.bin", "after the remount");

@@ -6,6 +6,7 @@
  * The two sides carry different host labels (WSYNC_HOST), as two machines
  * would.  After every sync `wsync verify` must say identical.
  */
+#include "tests/lib/edits.h"
 #include "tests/lib/harness.h"
 
 #include <check.h>
@@ -138,9 +139,8 @@ START_TEST(concurrent_edits_keep_both_versions_on_both_sides)
     ck_assert_msg(strstr(out, "\"of\":\"src/param.yaml\"") && strstr(out, "\"host\":\"hosta\""),
                   "conflicts: %s", out);
     free(out);
-    ck_assert_int_eq(wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null 2>&1",
-                           m.src, wm_bin()),
-                     0);
+    ck_assert_int_eq(
+        wm_sh("cd '%s' && '%s' conflicts resolve --keep mine >/dev/null 2>&1", m.src, wm_bin()), 0);
     free(sync_ab("", 0));
     assert_equal();
     char *now = get(m.mnt, "src/param.yaml");
@@ -161,9 +161,9 @@ START_TEST(delete_vs_edit_keeps_the_edit)
     put(m.src, "d/y", "y\n");
     put(m.src, "z", "z1\n");
     free(sync_ab("", 0));
-    ck_assert_int_eq(wm_sh("rm -r '%s/d'", m.src), 0);  /* A deletes the directory */
-    put(m.mnt, "d/x", "v2 edited on B\n");               /* B edits inside it */
-    put(m.src, "z", "z2 edited on A\n");                 /* and the other way round */
+    ck_assert_int_eq(wm_sh("rm -r '%s/d'", m.src), 0); /* A deletes the directory */
+    put(m.mnt, "d/x", "v2 edited on B\n");             /* B edits inside it */
+    put(m.src, "z", "z2 edited on A\n");               /* and the other way round */
     ck_assert_int_eq(wm_sh("rm '%s/z'", m.mnt), 0);
     free(sync_ab("", 0));
     assert_equal();
@@ -213,99 +213,11 @@ END_TEST
 
 /* ---- a randomized two-host schedule ---- */
 
-struct contents {
-    char **v;
-    size_t n;
-};
-
-static void collect(const char *root, const char *rel, struct contents *c)
-{
-    char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s%s%s", root, rel[0] ? "/" : "", rel);
-    DIR *d = opendir(p);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            (!rel[0] && !strcmp(e->d_name, ".wsync")))
-            continue;
-        char sub[PATH_MAX];
-        snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
-        if (e->d_type == DT_DIR) {
-            collect(root, sub, c);
-        } else {
-            c->v = realloc(c->v, (c->n + 1) * sizeof(*c->v));
-            c->v[c->n++] = get(root, sub);
-        }
-    }
-    closedir(d);
-}
-
-static bool has(const struct contents *c, const char *s)
-{
-    for (size_t i = 0; i < c->n; i++)
-        if (c->v[i] && strcmp(c->v[i], s) == 0)
-            return true;
-    return false;
-}
-
-static void contents_free(struct contents *c)
-{
-    for (size_t i = 0; i < c->n; i++)
-        free(c->v[i]);
-    free(c->v);
-    memset(c, 0, sizeof(*c));
-}
-
-static unsigned long long rng;
-static unsigned rnd(unsigned n)
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (unsigned)((rng >> 33) % n);
-}
-
-static const char *names[] = {"f0", "f1", "f2", "d1/f3", "d1/f4", "d2/f5", "d2/f6"};
-#define NNAMES (sizeof(names) / sizeof(names[0]))
-
-/* One random edit on a side; what it destroyed on purpose goes to gone. */
-static void random_op(const char *root, char side, int round, int k, struct contents *gone)
-{
-    char p[PATH_MAX], q[PATH_MAX], data[128];
-    const char *name = names[rnd(NNAMES)];
-    wm_path(p, sizeof(p), root, name);
-    snprintf(data, sizeof(data), "seed %llu round %d side %c op %d\n", rng, round, side, k);
-    char *old = wm_read(p, NULL);
-    switch (rnd(4)) {
-    case 0: /* write (new or overwrite) */
-    case 1:
-        wm_write(p, data);
-        break;
-    case 2: /* delete */
-        if (old)
-            unlink(p);
-        else
-            wm_write(p, data);
-        break;
-    default: /* rename to a free name */
-        wm_path(q, sizeof(q), root, names[rnd(NNAMES)]);
-        if (old && access(q, F_OK) != 0) {
-            ck_assert_int_eq(rename(p, q), 0);
-            free(old);
-            return; /* nothing destroyed */
-        }
-        wm_write(p, data);
-    }
-    if (old) {
-        gone->v = realloc(gone->v, (gone->n + 1) * sizeof(*gone->v));
-        gone->v[gone->n++] = old;
-    }
-}
-
 START_TEST(random_two_host_schedule_converges_and_loses_nothing)
 {
     unsigned long long seed =
         getenv("WSYNC_SEED") ? strtoull(getenv("WSYNC_SEED"), NULL, 0) : 20240607;
-    rng = seed;
+    wm_edits_seed(seed);
     for (int i = 0; i < 2; i++) {
         const char *root = i ? m.mnt : m.src;
         char p[PATH_MAX];
@@ -314,13 +226,13 @@ START_TEST(random_two_host_schedule_converges_and_loses_nothing)
     }
     free(sync_ab("", 0));
     for (int round = 0; round < 12; round++) {
-        struct contents gone = {0}, before = {0}, after = {0};
-        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
-            random_op(m.src, 'A', round, k, &gone);
-        for (int k = 0, n = 1 + (int)rnd(4); k < n; k++)
-            random_op(m.mnt, 'B', round, k, &gone);
-        collect(m.src, "", &before);
-        collect(m.mnt, "", &before);
+        struct wm_texts gone = {0}, before = {0}, after = {0};
+        for (int k = 0, n = 1 + (int)wm_edits_rnd(4); k < n; k++)
+            wm_edits_random_op(m.src, 'A', round, k, &gone);
+        for (int k = 0, n = 1 + (int)wm_edits_rnd(4); k < n; k++)
+            wm_edits_random_op(m.mnt, 'B', round, k, &gone);
+        wm_texts_collect(m.src, &before);
+        wm_texts_collect(m.mnt, &before);
         int st;
         char *out = wm_sh_out(&st,
                               "'%s' sync --rsh 'env WSYNC_HOST=hostb nsenter "
@@ -331,13 +243,11 @@ START_TEST(random_two_host_schedule_converges_and_loses_nothing)
         char why[1024];
         ck_assert_msg(wm_trees_equal(m.src, m.mnt, why, sizeof(why)),
                       "seed %llu round %d: trees differ: %s", seed, round, why);
-        collect(m.src, "", &after);
-        for (size_t i = 0; i < before.n; i++)
-            ck_assert_msg(!before.v[i] || has(&gone, before.v[i]) || has(&after, before.v[i]),
-                          "seed %llu round %d: lost '%s'", seed, round, before.v[i]);
-        contents_free(&gone);
-        contents_free(&before);
-        contents_free(&after);
+        wm_texts_collect(m.src, &after);
+        wm_edits_assert_nothing_lost(&before, &gone, &after, seed, round);
+        wm_texts_free(&gone);
+        wm_texts_free(&before);
+        wm_texts_free(&after);
     }
     assert_equal();
 }

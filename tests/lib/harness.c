@@ -78,14 +78,14 @@ static void start_guard(const struct wmount *m)
      * carry its unique suffix), with what the test left running in them. */
     char *cmd;
     if (asprintf(&cmd,
-             "awk -v r='%s/' 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo |"
-             " sort -r | while read -r mp; do"
-             " '%s' unmount --lazy \"$mp\" >/dev/null 2>&1 || umount -l \"$mp\"; done;"
-             " for n in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -F -- '-%s-');"
-             " do for p in $(ip netns pids \"$n\"); do kill -9 \"$p\"; done;"
-             " ip netns del \"$n\"; done;"
-             " rm -rf --one-file-system '%s'",
-             m->root, getenv("WSYNC_BIN"), root_suffix(m), m->root) < 0)
+                 "awk -v r='%s/' 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo |"
+                 " sort -r | while read -r mp; do"
+                 " '%s' unmount --lazy \"$mp\" >/dev/null 2>&1 || umount -l \"$mp\"; done;"
+                 " for n in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -F -- '-%s-');"
+                 " do for p in $(ip netns pids \"$n\"); do kill -9 \"$p\"; done;"
+                 " ip netns del \"$n\"; done;"
+                 " rm -rf --one-file-system '%s'",
+                 m->root, getenv("WSYNC_BIN"), root_suffix(m), m->root) < 0)
         _exit(1);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
@@ -187,6 +187,20 @@ char *wm_sh_out(int *status, const char *fmt, ...)
     if (status)
         *status = st;
     return out;
+}
+
+void wm_wsync_ok(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *args;
+    ck_assert(vasprintf(&args, fmt, ap) >= 0);
+    va_end(ap);
+    int st;
+    char *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
+    ck_assert_msg(st == 0, "wsync %s: exit %d: %s", args, st, out);
+    free(out);
+    free(args);
 }
 
 void wm_write(const char *path, const char *data)
@@ -303,8 +317,7 @@ static bool files_equal(const char *a, const char *b)
     return eq;
 }
 
-static bool compare(const char *a, const char *b, const char *rel, bool top, char *why,
-                    size_t ws)
+static bool compare(const char *a, const char *b, const char *rel, bool top, char *why, size_t ws)
 {
     struct stat sa, sb;
     if (lstat(a, &sa) < 0 || lstat(b, &sb) < 0) {

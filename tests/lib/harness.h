@@ -56,6 +56,10 @@ int wm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * *status gets the exit status if status is not NULL. */
 char *wm_sh_out(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Run `wsync ARGS` (the binary under test); assert it exits 0, quoting its
+ * output if not. */
+void wm_wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Whole-file helpers; read returns malloc'ed contents or NULL (errno set). */
 void wm_write(const char *path, const char *data);
 char *wm_read(const char *path, size_t *len);
