@@ -3,7 +3,9 @@
 # side, in one run on one machine.
 #
 # Candidates: native dir, bindfs, fuse-overlayfs, libfuse's passthrough_ll
-# (compiled here from the Debian example), wsync, wsync --writeback, and
+# (compiled here from the Debian example), wsync, wsync --no-passthrough
+# (the daemon serves every read and write: the A/B for kernel passthrough),
+# wsync --writeback, and
 # wsync --mirror (a live mirror to a replica on its own loop fs: what the
 # mirror costs the mount; the report then adds a wsync-mirror / wsync
 # table).  Before every round of a workload the mirror is let drain, so
@@ -28,7 +30,7 @@ set -uo pipefail
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 
-ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-wb wsync-mirror"
+ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-nopt wsync-wb wsync-mirror"
 QUICK=0
 ONLY=""
 OUT=""
@@ -106,6 +108,7 @@ canon_fs() {
     fuse-overlayfs | overlay | overlayfs) echo fuse-overlayfs ;;
     passthrough_ll | pll | passthrough) echo passthrough_ll ;;
     wsync) echo wsync ;;
+    wsync-nopt | wsync-no-passthrough | nopt) echo wsync-nopt ;;
     wsync-wb | wsync-writeback | writeback) echo wsync-wb ;;
     wsync-mirror | mirror) echo wsync-mirror ;;
     *) return 1 ;;
@@ -129,6 +132,7 @@ read -ra FSARR <<<"$FSLIST"
 
 fs_label() {
     case "$1" in
+    wsync-nopt) echo "wsync --no-passthrough" ;;
     wsync-wb) echo "wsync --writeback" ;;
     wsync-mirror) echo "wsync --mirror" ;;
     *) echo "$1" ;;
@@ -152,7 +156,7 @@ for f in "${FSARR[@]}"; do
     passthrough_ll)
         [ -r "$PLL_SRC" ] || die "$PLL_SRC missing (apt-get install libfuse3-dev)"
         command -v cc >/dev/null || die "cc not found" ;;
-    wsync | wsync-wb | wsync-mirror) [ -x "$WSYNC_SRC" ] || die "$WSYNC_SRC: not executable (ninja -C build)" ;;
+    wsync | wsync-nopt | wsync-wb | wsync-mirror) [ -x "$WSYNC_SRC" ] || die "$WSYNC_SRC: not executable (ninja -C build)" ;;
     esac
 done
 # Children (workloads, FUSE daemons, wsync's daemon) inherit it.
@@ -351,9 +355,10 @@ mount_fs() {
         "$PLL" -f -o "source=$b" "$m" 2>"${LOGF[$fs]}" &
         pid=$!
         NOTE[$fs]="\`passthrough_ll -f -o source=SRC MNT\`: its defaults = cache=auto (entry/attr timeout 1 s, no keep_cache, no cache_readdir), no writeback, multi-threaded, no xattr, no flock" ;;
-    wsync | wsync-wb | wsync-mirror)
+    wsync | wsync-nopt | wsync-wb | wsync-mirror)
         local extra=()
         [ "$fs" = wsync-wb ] && extra=(--writeback)
+        [ "$fs" = wsync-nopt ] && extra=(--no-passthrough)
         if [ "$fs" = wsync-mirror ]; then # the replica on a loop fs of its own
             make_area "wsync-mirror-replica" || return 1
             MIRROR_DST=$AREA/replica

@@ -32,6 +32,9 @@ static const char help[] =
     "      --writeback     kernel writeback cache: faster small writes, but edits\n"
     "                      made directly in SRC to files open under MNT may show\n"
     "                      a stale size until they are closed\n"
+    "      --no-passthrough  serve all file reads and writes in the daemon; by\n"
+    "                      default the kernel passes them straight to SRC's file\n"
+    "                      (Linux >= 6.9, as root; not with --writeback)\n"
     "      --timeout SECS  kernel entry/attribute cache timeout (default 86400,\n"
     "                      kept exact by watching SRC)\n"
     "      --mirror DEST   keep DEST (a local path, host:/path or ssh://...)\n"
@@ -186,6 +189,7 @@ int cmd_mount(int argc, char **argv)
         {"no-allow-other", no_argument, NULL, 'A'},
         {"keep-owner", no_argument, NULL, 'k'},
         {"writeback", no_argument, NULL, 'w'},
+        {"no-passthrough", no_argument, NULL, 'P'},
         {"timeout", required_argument, NULL, 't'},
         {"debug", no_argument, NULL, 'd'},
         {"mirror", required_argument, NULL, 'm'},
@@ -205,6 +209,7 @@ int cmd_mount(int argc, char **argv)
         case 'A': dopt.fs.allow_other = false; break;
         case 'k': dopt.fs.keep_owner = true; break;
         case 'w': dopt.fs.writeback = true; break;
+        case 'P': dopt.fs.no_passthrough = true; break;
         case 'd': dopt.fs.debug = foreground = true; break;
         case 't': {
             char *end;

@@ -15,12 +15,30 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+/* Protocol 7.40 words Debian 12's <linux/fuse.h> (7.38) lacks; the values
+ * and layouts are the kernel's uapi. */
+#define PT_FUSE_PASSTHROUGH_FLAGS2 (1u << (37 - 32)) /* FUSE_PASSTHROUGH, in flags2 */
+#define PT_FOPEN_PASSTHROUGH       (1u << 7)
+#define PT_MAX_STACK_DEPTH_OFF     (offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t))
+struct pt_backing_map {
+    int32_t fd;
+    uint32_t flags;
+    uint64_t padding;
+};
+#define PT_DEV_IOC_BACKING_OPEN  _IOW(229, 1, struct pt_backing_map)
+#define PT_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
 static _Atomic uint64_t init_unique; /* the INIT request's id while it is answered */
 static atomic_bool init_offers_killpriv_v2;
+static atomic_bool init_offers_passthrough;
+static atomic_bool want_passthrough;
+static atomic_bool passthrough_asked;      /* our INIT reply carried FUSE_PASSTHROUGH */
+static _Thread_local int reply_backing_id; /* for the next OPEN/CREATE reply */
 static void (*after_init)(void *arg);
 static void *after_init_arg;
 static atomic_bool killpriv_v2;      /* the kernel offered it and we said yes */
@@ -51,6 +69,13 @@ static void inspect_request(const char *buf, size_t n)
         memcpy(&in.flags, (const char *)b + offsetof(struct fuse_init_in, flags),
                sizeof(in.flags));
         atomic_store(&init_offers_killpriv_v2, in.flags & FUSE_HANDLE_KILLPRIV_V2);
+        /* flags2 counts only with FUSE_INIT_EXT (and a body that long) */
+        uint32_t flags2 = 0;
+        if ((in.flags & FUSE_INIT_EXT) &&
+            (b = body(buf, n, offsetof(struct fuse_init_in, flags2) + sizeof(flags2))))
+            memcpy(&flags2, (const char *)b + offsetof(struct fuse_init_in, flags2),
+                   sizeof(flags2));
+        atomic_store(&init_offers_passthrough, flags2 & PT_FUSE_PASSTHROUGH_FLAGS2);
         atomic_store(&init_unique, h.unique);
         break;
     }
@@ -92,9 +117,52 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
     return n;
 }
 
+/* INIT reply: FUSE_PASSTHROUGH in flags2 and a stack depth of 1 (SRC must
+ * not itself be a stacking fs such as overlayfs; if it is, BACKING_OPEN
+ * fails with ELOOP and opens fall back).  Only with FUSE_INIT_EXT, without
+ * the writeback cache, and if libfuse's reply is long enough to hold it. */
+static void ask_passthrough(struct iovec *arg)
+{
+    if (!atomic_load(&want_passthrough) || !atomic_load(&init_offers_passthrough) ||
+        arg->iov_len < PT_MAX_STACK_DEPTH_OFF + sizeof(uint32_t))
+        return;
+    char *b = arg->iov_base;
+    uint32_t flags, flags2, depth = 1;
+    memcpy(&flags, b + offsetof(struct fuse_init_out, flags), sizeof(flags));
+    if (!(flags & FUSE_INIT_EXT) || (flags & FUSE_WRITEBACK_CACHE))
+        return;
+    memcpy(&flags2, b + offsetof(struct fuse_init_out, flags2), sizeof(flags2));
+    flags2 |= PT_FUSE_PASSTHROUGH_FLAGS2;
+    memcpy(b + offsetof(struct fuse_init_out, flags2), &flags2, sizeof(flags2));
+    memcpy(b + PT_MAX_STACK_DEPTH_OFF, &depth, sizeof(depth));
+    atomic_store(&passthrough_asked, true);
+}
+
+/* OPEN/CREATE reply: fuse_open_out ends the reply's one argument (alone for
+ * OPEN, after fuse_entry_out for CREATE); its padding is backing_id. */
+static void mark_open_reply(struct iovec *iov, int count, int backing_id)
+{
+    struct fuse_out_header h;
+    struct fuse_open_out out;
+    if (count != 2 || iov[0].iov_len < sizeof(h) || iov[1].iov_len < sizeof(out))
+        return;
+    memcpy(&h, iov[0].iov_base, sizeof(h));
+    if (h.error != 0)
+        return;
+    char *p = (char *)iov[1].iov_base + iov[1].iov_len - sizeof(out);
+    memcpy(&out, p, sizeof(out));
+    out.open_flags |= PT_FOPEN_PASSTHROUGH;
+    memcpy(p + offsetof(struct fuse_open_out, padding), &backing_id, sizeof(backing_id));
+    memcpy(p + offsetof(struct fuse_open_out, open_flags), &out.open_flags, sizeof(out.open_flags));
+}
+
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
     (void)userdata;
+    if (reply_backing_id) {
+        mark_open_reply(iov, count, reply_backing_id);
+        reply_backing_id = 0;
+    }
     uint64_t want = atomic_load(&init_unique);
     bool init_reply = false;
     if (want && count >= 1 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
@@ -111,6 +179,8 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
             memcpy(flags, &f, sizeof(f));
             atomic_store(&killpriv_v2, true);
         }
+        if (init_reply && h.error == 0 && count >= 2)
+            ask_passthrough(&iov[1]);
         if (init_reply)
             atomic_store(&init_unique, 0);
     }
@@ -141,6 +211,34 @@ int fuse_io_install(struct fuse_session *se, void (*after_init_fn)(void *arg), v
         .splice_send = io_splice_send,
     };
     return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
+
+void fuse_io_want_passthrough(bool want)
+{
+    atomic_store(&want_passthrough, want);
+}
+
+bool fuse_io_passthrough(void)
+{
+    return atomic_load(&passthrough_asked);
+}
+
+int fuse_io_backing_open(struct fuse_session *se, int fd)
+{
+    struct pt_backing_map map = {.fd = fd};
+    int id = ioctl(fuse_session_fd(se), PT_DEV_IOC_BACKING_OPEN, &map);
+    return id > 0 ? id : id == 0 ? -EIO : -errno;
+}
+
+void fuse_io_backing_close(struct fuse_session *se, int backing_id)
+{
+    uint32_t id = (uint32_t)backing_id;
+    ioctl(fuse_session_fd(se), PT_DEV_IOC_BACKING_CLOSE, &id);
+}
+
+void fuse_io_reply_passthrough(int backing_id)
+{
+    reply_backing_id = backing_id;
 }
 
 bool fuse_io_killpriv_v2(void)

@@ -50,4 +50,32 @@ bool fuse_io_kill_privs(int fd, bool suidgid, gid_t caller_gid);
 bool fuse_io_drop_caps(int fd);
 bool fuse_io_drop_suidgid(int fd, gid_t caller_gid);
 
+/* ---- kernel passthrough (Linux >= 6.9, FUSE protocol 7.40) ----
+ * Debian 12's headers and libfuse 3.14 predate it, so the few words of it
+ * we speak are spelled out in fuse_io.c: the FUSE_PASSTHROUGH flag and
+ * max_stack_depth in the INIT reply, FOPEN_PASSTHROUGH and backing_id in
+ * an OPEN or CREATE reply, and the BACKING_OPEN/CLOSE ioctls. */
+
+/* Ask for passthrough in the INIT reply (before the loop starts).  It is
+ * asked only if the kernel offers it and the reply has no writeback cache
+ * (the kernel refuses the two together). */
+void fuse_io_want_passthrough(bool want);
+
+/* True if the kernel offered passthrough and our INIT reply asked for it.
+ * The kernel may still refuse (CAP_SYS_ADMIN): fuse_io_backing_open says. */
+bool fuse_io_passthrough(void);
+
+/* Register `fd` (an open regular file) with the kernel as a backing file.
+ * Returns its backing id (> 0) or -errno (-EPERM: not allowed or not
+ * negotiated, -ELOOP: the file's fs is stacked too deep, ...). */
+int fuse_io_backing_open(struct fuse_session *se, int fd);
+
+/* Drop a backing id; open files that use it keep working. */
+void fuse_io_backing_close(struct fuse_session *se, int backing_id);
+
+/* The next OPEN or CREATE reply this thread sends (through fuse_reply_open
+ * or fuse_reply_create, right after this call) tells the kernel to pass
+ * the file's I/O through to `backing_id`.  0 cancels. */
+void fuse_io_reply_passthrough(int backing_id);
+
 #endif

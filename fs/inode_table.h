@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Overlay layer bits of an inode (fs/overlay.h).  0 for a mirrored path. */
 enum {
@@ -48,6 +49,13 @@ struct wfs_inode {
     unsigned privs;    /* atomic: fs/caps_cache.h (bit 0: no capabilities) */
     char *path;        /* change-stream path; guarded by path_cache's lock */
     uint64_t path_gen; /* the path generation `path` was computed in */
+    /* Open handles, for kernel passthrough (fs/passthrough.h); guarded by
+     * passthrough's lock.  The kernel wants every open of an inode in one
+     * mode: all passed through to one backing id, or none. */
+    int backing_id;               /* > 0 while backing_opens > 0 */
+    unsigned backing_opens;       /* handles passed through */
+    unsigned plain_opens;         /* handles served by us (read/write ops) */
+    struct timespec closed_ctime; /* backing file's ctime when the last of them closed */
 };
 
 struct inode_table;

@@ -12,6 +12,7 @@
 #include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "passthrough.h"
 #include "path_cache.h"
 
 #include <errno.h>
@@ -41,6 +42,24 @@ static void set_file_info(struct fuse_file_info *fi, int fd)
      * its page cache across opens. */
     fi->keep_cache = 1;
     fi->noflush = 1; /* nothing to do on flush: locks are kept by the kernel */
+}
+
+/* Decide whether the kernel passes the new handle's I/O through (fs/
+ * passthrough.h) and arm the reply for it.  A handle open for writing then
+ * needs FLUSH: its writes are noted on close. */
+static void choose_passthrough(fuse_req_t req, struct wfs *fs, struct wfs_inode *in, int fd,
+                               struct fuse_file_info *fi)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    int id = passthrough_open(fs, in, fd, fi->flags, ctx->uid, ctx->gid);
+    if (id) {
+        /* The kernel takes no page-cache flag with passthrough (EIO): the
+         * backing file's own cache serves. */
+        fi->keep_cache = 0;
+        if ((fi->flags & O_ACCMODE) != O_RDONLY)
+            fi->noflush = 0;
+    }
+    fuse_io_reply_passthrough(id);
 }
 
 void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -107,8 +126,12 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
         path_cache_put(in, gen, path);
     if (owned)
         close(pfd);
-    if (fuse_reply_create(req, &e, fi) != 0) {
+    choose_passthrough(req, fs, in, fd, fi);
+    int sent = fuse_reply_create(req, &e, fi);
+    fuse_io_reply_passthrough(0);
+    if (sent != 0) {
         /* The kernel never saw the handle (interrupted): undo both refs. */
+        passthrough_release(fs, fd);
         close(fd);
         inode_table_unref(fs->inodes, in, 1);
     }
@@ -140,8 +163,13 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             fuse_io_kill_privs(fd, fuse_io_kill_suidgid(), fuse_req_ctx(req)->gid);
         wfs_note_inode(fs, in, CHANGE_TRUNCATE, fd, 0, 0);
     }
-    if (fuse_reply_open(req, fi) != 0)
+    choose_passthrough(req, fs, in, fd, fi);
+    int sent = fuse_reply_open(req, fi);
+    fuse_io_reply_passthrough(0);
+    if (sent != 0) {
+        passthrough_release(fs, fd);
         close(fd);
+    }
 }
 
 void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -182,13 +210,17 @@ void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, o
     fuse_reply_write(req, (size_t)n);
 }
 
+/* Only handles passed through ask for FLUSH: their writes are noted here,
+ * at each close, since no WRITE told us of them. */
 void wfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    passthrough_note(wfs_of(req), (int)fi->fh);
     fuse_reply_err(req, 0);
 }
 
 void wfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    passthrough_release(wfs_of(req), (int)fi->fh);
     close((int)fi->fh);
     fuse_reply_err(req, 0);
 }
@@ -196,7 +228,9 @@ void wfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void wfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     int r = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
-    fuse_reply_err(req, r ? errno : 0);
+    int e = r ? errno : 0;
+    passthrough_note(wfs_of(req), (int)fi->fh);
+    fuse_reply_err(req, e);
 }
 
 void wfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,

@@ -11,6 +11,7 @@
  * which may wait on a FUSE inode lock, cannot deadlock the daemon.
  */
 #include "watcher.h"
+#include "passthrough.h"
 #include "path_cache.h"
 #include "wfs_internal.h"
 
@@ -131,7 +132,7 @@ static bool is_state_path(const char *rel)
 static void handle_event(struct watcher *w, const struct fan_event *ev)
 {
     struct wfs *fs = w->fs;
-    int dir_fd, obj_fd;
+    int dir_fd;
     uint64_t dir_id = handle_nodeid(w, ev->dir, &dir_fd);
     char path[PATH_MAX];
     bool in_src = dir_fd >= 0 && ev->name &&
@@ -140,6 +141,26 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
         if (dir_fd >= 0)
             close(dir_fd);
         return; /* elsewhere on the same filesystem */
+    }
+    /* A file open through the mount with kernel passthrough is written by
+     * the kernel in the writer's name, not ours: its writes land here.
+     * They are the mount's own writes (fs/passthrough.h), noted as such:
+     * no CHANGE_OUTSIDE, which would keep a big file out of the hold and
+     * count as an outside edit.  The kernel keeps its size; attributes
+     * are still dropped, in case a real outside writer is mixed in.  (The
+     * event may be read after the file's last close: passthrough_wrote
+     * tells by the file's ctime.) */
+    int obj_fd = -1;
+    uint64_t obj_id = 0;
+    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB))
+        obj_id = handle_nodeid(w, ev->obj, &obj_fd);
+    if (obj_id && (ev->mask & WATCH_MASK & ~FAN_ONDIR) == FAN_MODIFY &&
+        passthrough_wrote(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
+        close(obj_fd);
+        close(dir_fd);
+        fuse_lowlevel_notify_inval_inode(fs->se, obj_id, -1, 0);
+        change_stream_note(fs->changes, CHANGE_WRITE, path, NULL, 0, 0);
+        return;
     }
     atomic_fetch_add(&fs->outside_events, 1);
     bool is_dir = ev->mask & FAN_ONDIR;
@@ -158,7 +179,6 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
         fuse_lowlevel_notify_inval_inode(fs->se, dir_id, 0, 0);
     }
     if (ev->mask & (FAN_MODIFY | FAN_ATTRIB)) {
-        uint64_t obj_id = handle_nodeid(w, ev->obj, &obj_fd);
         struct stat st;
         /* An xattr or mode set outside may have given it capabilities. */
         if (obj_id && (ev->mask & FAN_ATTRIB) && fstat(obj_fd, &st) == 0)

@@ -6,6 +6,7 @@
 #include "bdi.h"
 #include "fuse_io.h"
 #include "overlay.h"
+#include "passthrough.h"
 #include "path_cache.h"
 #include "watcher.h"
 
@@ -147,6 +148,7 @@ int wfs_mount(struct wfs *fs, char *err, size_t errsize)
     }
     /* Our own device I/O, to skip the kernel's GETXATTR before every write
      * (fuse_io.h).  Without it everything still works, one round trip slower. */
+    fuse_io_want_passthrough(!fs->opt.no_passthrough && !fs->opt.writeback);
     if (fuse_io_install(fs->se, raise_read_ahead, fs) != 0)
         fprintf(stderr, "wsync: warning: cannot install FUSE I/O hooks; writes cost an extra "
                         "round trip\n");
@@ -213,6 +215,10 @@ void wfs_get_stats(struct wfs *fs, struct wfs_stats *st)
     st->inodes = inode_table_size(fs->inodes);
     st->watching = fs->watcher != NULL;
     st->outside_events = atomic_load(&fs->outside_events);
+    struct passthrough_stats pt;
+    passthrough_get_stats(&pt);
+    st->passthrough = pt.on && !fs->opt.no_passthrough;
+    st->passthrough_opens = pt.opens;
 }
 
 /* ---- helpers shared by the op families ---- */

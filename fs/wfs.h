@@ -21,6 +21,7 @@ struct wfs_options {
     bool allow_other;       /* let other users (the docker daemon) in */
     bool keep_owner;        /* new files owned by the caller, not SRC's owner */
     bool writeback;         /* kernel writeback cache (see docs/architecture.md) */
+    bool no_passthrough;    /* never kernel passthrough for file I/O (fs/passthrough.h) */
     bool debug;             /* libfuse request tracing on stderr */
     double cache_timeout;   /* entry/attr timeout in seconds; <0: default */
 };
@@ -56,6 +57,8 @@ struct wfs_stats {
     size_t inodes;       /* inodes the kernel holds */
     bool watching;       /* outside edits are watched (fanotify) */
     unsigned long long outside_events;
+    bool passthrough;              /* the kernel passes file I/O through */
+    unsigned long long passthrough_opens;
 };
 void wfs_get_stats(struct wfs *fs, struct wfs_stats *st);
 

@@ -1,0 +1,217 @@
+/*
+ * passthrough.c — see passthrough.h.  Handles are found by their fd (our
+ * fi->fh): a table indexed by fd holds what a note needs.  One lock guards
+ * the table and the inodes' open counts; it is held across the
+ * BACKING_OPEN ioctl so two first opens of one inode cannot both register.
+ */
+#include "passthrough.h"
+#include "fuse_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct handle {
+    struct wfs_inode *in; /* NULL: slot free */
+    bool passed;          /* passed through (else plain) */
+    bool writable;
+    bool clears_privs;     /* opened by a non-root user: its writes clear suid/sgid */
+    gid_t gid;             /* the opener's group, for clearing sgid */
+    struct timespec ctime; /* as of the last note (or the open) */
+    off_t size;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *handles; /* indexed by fd */
+static size_t nhandles;
+static bool refused; /* the kernel said no once: plain from now on */
+static unsigned long long opens;
+
+static struct handle *slot(int fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= nhandles) {
+        size_t n = nhandles ? nhandles : 256;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct handle *h = realloc(handles, n * sizeof(*h));
+        if (!h)
+            return NULL;
+        memset(h + nhandles, 0, (n - nhandles) * sizeof(*h));
+        handles = h;
+        nhandles = n;
+    }
+    return &handles[fd];
+}
+
+static bool eligible(struct wfs *fs, struct wfs_inode *in)
+{
+    return !fs->opt.no_passthrough && !refused && fuse_io_passthrough() && S_ISREG(in->type) &&
+           __atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) == 0;
+}
+
+/* Does the file of `fd` carry suid/sgid, which a write by a non-root user
+ * must clear?  Passed through, such a write would keep them: the kernel
+ * writes the backing file with the daemon's credentials (root keeps
+ * them), and leaves the clearing to us (FUSE_HANDLE_KILLPRIV_V2).  File
+ * capabilities need nothing: the backing fs drops them on any write. */
+static bool has_suidgid(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID));
+}
+
+/* Under lock: the inode's backing id for one more handle, or 0.  A handle
+ * whose writes must clear suid/sgid is served by us, unless the inode is
+ * already passed through: then they are cleared now, at open, which is
+ * early but never late. */
+static int take_backing(struct wfs *fs, struct wfs_inode *in, int fd, bool clears, gid_t gid)
+{
+    if (in->plain_opens > 0)
+        return 0;
+    if (in->backing_opens > 0) {
+        if (clears && fuse_io_drop_suidgid(fd, gid))
+            fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)in, -1, 0);
+        return in->backing_id;
+    }
+    if (!eligible(fs, in) || (clears && has_suidgid(fd)))
+        return 0;
+    int id = fuse_io_backing_open(fs->se, fd);
+    if (id > 0)
+        return id;
+    if (id == -EPERM || id == -ENOTTY || id == -EINVAL || id == -EOPNOTSUPP) {
+        refused = true;
+        fprintf(stderr,
+                "wsync: kernel passthrough refused (%s); file I/O goes through the "
+                "daemon\n",
+                strerror(-id));
+    }
+    return 0; /* -ELOOP (stacked SRC), -EMFILE...: this file only */
+}
+
+int passthrough_open(struct wfs *fs, struct wfs_inode *in, int fd, int flags, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    bool writable = (flags & O_ACCMODE) != O_RDONLY;
+    bool clears = writable && uid != 0;
+    pthread_mutex_lock(&lock);
+    struct handle *h = slot(fd);
+    int id = h ? take_backing(fs, in, fd, clears, gid) : 0;
+    /* The ctime to compare with at close: taken after the open (an
+     * O_TRUNC open is noted by the caller itself). */
+    if (h) {
+        *h = (struct handle){.in = in,
+                             .passed = id > 0,
+                             .writable = writable,
+                             .clears_privs = clears,
+                             .gid = gid,
+                             .size = -1};
+        if (id && writable && fstat(fd, &st) == 0) { /* else the first note fires */
+            h->ctime = st.st_ctim;
+            h->size = st.st_size;
+        }
+    }
+    if (id) {
+        in->backing_id = id;
+        in->backing_opens++;
+        opens++;
+    } else {
+        in->plain_opens++;
+    }
+    pthread_mutex_unlock(&lock);
+    return id;
+}
+
+/* Under lock: has the file of handle h changed since its last note?
+ * Updates the stamp so the next call compares with now. */
+static bool changed(struct handle *h, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return true; /* cannot tell: say yes, a spurious event is harmless */
+    bool moved = st.st_ctim.tv_sec != h->ctime.tv_sec || st.st_ctim.tv_nsec != h->ctime.tv_nsec ||
+                 st.st_size != h->size;
+    h->ctime = st.st_ctim;
+    h->size = st.st_size;
+    return moved;
+}
+
+void passthrough_note(struct wfs *fs, int fd)
+{
+    struct wfs_inode *in = NULL;
+    off_t size = 0;
+    bool clears = false;
+    gid_t gid = 0;
+    pthread_mutex_lock(&lock);
+    struct handle *h = fd >= 0 && (size_t)fd < nhandles ? &handles[fd] : NULL;
+    if (h && h->in && h->passed && h->writable && changed(h, fd)) {
+        in = h->in;
+        size = h->size;
+        clears = h->clears_privs;
+        gid = h->gid;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!in)
+        return;
+    /* suid/sgid the file gained while this handle was open (a chmod u+s
+     * by someone else): cleared now, as its writes would have. */
+    if (clears && fuse_io_drop_suidgid(fd, gid))
+        fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)in, -1, 0);
+    /* The whole file: the kernel did not tell us which bytes. */
+    wfs_note_inode(fs, in, CHANGE_WRITE, fd, 0, size);
+}
+
+void passthrough_release(struct wfs *fs, int fd)
+{
+    passthrough_note(fs, fd);
+    pthread_mutex_lock(&lock);
+    struct handle *h = fd >= 0 && (size_t)fd < nhandles ? &handles[fd] : NULL;
+    if (h && h->in) {
+        struct wfs_inode *in = h->in;
+        if (h->passed) {
+            if (--in->backing_opens == 0) {
+                fuse_io_backing_close(fs->se, in->backing_id);
+                in->backing_id = 0;
+                struct stat st;
+                in->closed_ctime = fstat(fd, &st) == 0 ? st.st_ctim : (struct timespec){0};
+            }
+        } else {
+            in->plain_opens--;
+        }
+        memset(h, 0, sizeof(*h));
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+bool passthrough_wrote(struct wfs_inode *in, int fd)
+{
+    struct stat st;
+    pthread_mutex_lock(&lock);
+    bool wrote = in->backing_opens > 0 ||
+                 ((in->closed_ctime.tv_sec || in->closed_ctime.tv_nsec) && fstat(fd, &st) == 0 &&
+                  st.st_ctim.tv_sec == in->closed_ctime.tv_sec &&
+                  st.st_ctim.tv_nsec == in->closed_ctime.tv_nsec);
+    pthread_mutex_unlock(&lock);
+    return wrote;
+}
+
+bool passthrough_handle(int fd)
+{
+    pthread_mutex_lock(&lock);
+    bool passed = fd >= 0 && (size_t)fd < nhandles && handles[fd].in && handles[fd].passed;
+    pthread_mutex_unlock(&lock);
+    return passed;
+}
+
+void passthrough_get_stats(struct passthrough_stats *st)
+{
+    pthread_mutex_lock(&lock);
+    st->on = fuse_io_passthrough() && !refused;
+    st->opens = opens;
+    pthread_mutex_unlock(&lock);
+}
