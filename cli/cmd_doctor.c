@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 static const char help[] =
@@ -32,7 +33,8 @@ static const char help[] =
     "line per finding: ok, warn or FAIL, and for a problem the command that\n"
     "fixes it.  Here: /dev/fuse, fusermount3, user_allow_other in\n"
     "/etc/fuse.conf (a non-root mount that Docker must see), stale wsync\n"
-    "mounts, the mount point and source if given, free space.  At each DEST\n"
+    "mounts, kernel FUSE passthrough, the mount point and source if given,\n"
+    "free space.  At each DEST\n"
     "(reached as push reaches it, running 'wsync serve --stdio --probe'): that\n"
     "wsync runs there and speaks our protocol, its version, whether ROOT can\n"
     "be written, its free space and its clock against ours.  Nothing is\n"
@@ -139,6 +141,33 @@ static void check_fuse_device(struct report *rp, const char *dev)
                 "cannot open %s: %s", dev, strerror(e));
     else
         finding(rp, LEVEL_FAIL, "fuse-device", NULL, "cannot open %s: %s", dev, strerror(e));
+}
+
+/* Kernel FUSE passthrough (fs/passthrough.h): Linux >= 6.9 and root.  A
+ * mount says for sure (`wsync status`: file I/O); this is what can be told
+ * without one. */
+static void check_passthrough(struct report *rp, bool root)
+{
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2) {
+        finding(rp, LEVEL_WARN, "passthrough", NULL, "cannot tell the kernel's version");
+        return;
+    }
+    if (major < 6 || (major == 6 && minor < 9))
+        finding(rp, LEVEL_WARN, "passthrough", "a Linux 6.9 or later kernel",
+                "Linux %s has no FUSE passthrough: file reads and writes go through the "
+                "daemon (slower large writes)",
+                u.release);
+    else if (!root)
+        finding(rp, LEVEL_WARN, "passthrough", "run wsync mount as root",
+                "not root: FUSE passthrough needs CAP_SYS_ADMIN, file reads and writes will go "
+                "through the daemon");
+    else
+        finding(rp, LEVEL_OK, "passthrough", NULL,
+                "Linux %s: file reads and writes can bypass the daemon (FUSE passthrough; "
+                "wsync status shows it per mount)",
+                u.release);
 }
 
 /* The first executable `name` in $PATH (or the usual dirs); 0 or -ENOENT. */
@@ -498,6 +527,7 @@ int cmd_doctor(int argc, char **argv)
     check_fuse_device(&rp, dev);
     check_fusermount(&rp, root);
     check_allow_other(&rp, conf, root);
+    check_passthrough(&rp, root);
     if (mounts_foreach_wsync(stale_mount, &rp) != 0)
         finding(&rp, LEVEL_WARN, "stale-mount", NULL, "cannot read /proc/self/mountinfo: %s",
                 strerror(errno));

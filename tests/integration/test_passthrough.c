@@ -113,6 +113,10 @@ START_TEST(status_reports_it)
     char *out = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
     ck_assert_msg(strstr(out, "file I/O: kernel passthrough"), "status text:\n%s", out);
     free(out);
+    out = wm_sh_out(NULL, "'%s' doctor --json", wm_bin());
+    ck_assert_msg(strstr(out, "{\"check\":\"passthrough\",\"status\":\"ok\""),
+                  "doctor says passthrough is not possible where it is on:\n%s", out);
+    free(out);
 }
 END_TEST
 
