@@ -200,14 +200,6 @@ bool passthrough_wrote(struct wfs_inode *in, int fd)
     return wrote;
 }
 
-bool passthrough_handle(int fd)
-{
-    pthread_mutex_lock(&lock);
-    bool passed = fd >= 0 && (size_t)fd < nhandles && handles[fd].in && handles[fd].passed;
-    pthread_mutex_unlock(&lock);
-    return passed;
-}
-
 void passthrough_get_stats(struct passthrough_stats *st)
 {
     pthread_mutex_lock(&lock);

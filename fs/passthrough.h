@@ -48,9 +48,6 @@ void passthrough_release(struct wfs *fs, int fd);
  * changed since the last of them was released. */
 bool passthrough_wrote(struct wfs_inode *in, int fd);
 
-/* True if the handle `fd` is passed through (its writes bypass us). */
-bool passthrough_handle(int fd);
-
 /* Opens passed through since the mount, and whether the kernel agreed. */
 struct passthrough_stats {
     bool on; /* negotiated, and not refused by the kernel since */
