@@ -3,8 +3,9 @@
  * and writes the backing file itself, with no round trip to the daemon.
  *
  * An open is passed through when the kernel agreed at INIT (fuse_io.h),
- * the file is a regular file on a mirrored path, and registering it as a
- * backing file works; otherwise it is served by us as before (read and
+ * the file is a regular file on a mirrored path, it is open for writing or
+ * is at least PASSTHROUGH_READ_MIN_BYTES, and registering it as a backing
+ * file works; otherwise it is served by us as before (read and
  * write ops), silently, with one line in the daemon's log the first time
  * the kernel refuses.
  *
@@ -25,6 +26,10 @@
 #include <stdbool.h>
 
 #include "wfs_internal.h"
+
+/* A read-only first open of a file smaller than this is served by us
+ * (passthrough.c, take_backing: small reads cost less that way). */
+#define PASSTHROUGH_READ_MIN_BYTES (256 << 10)
 
 /* Decide the mode of a new handle `fd` (open with `flags` by uid/gid) on
  * `in`, and record it.  Returns the backing id to put in the OPEN/CREATE

@@ -106,10 +106,17 @@ START_TEST(status_reports_it)
 {
     if (!require_passthrough())
         return;
+    /* A write, and a read of a big file, are passed through; a read of a
+     * small file is not (PASSTHROUGH_READ_MIN_BYTES). */
     long long before = status_num("passthrough_opens");
-    wm_write(MNT("f"), "x");
-    free(wm_read(MNT("f"), NULL));
-    ck_assert_int_ge(status_num("passthrough_opens"), before + 2);
+    wm_write(MNT("small"), "x");
+    ck_assert_int_eq(status_num("passthrough_opens"), before + 1);
+    free(wm_read(MNT("small"), NULL));
+    ck_assert_int_eq(status_num("passthrough_opens"), before + 1);
+    ck_assert_int_eq(wm_sh("head -c 300000 /dev/zero > '%s'", MNT("big")), 0);
+    ck_assert_int_eq(status_num("passthrough_opens"), before + 2);
+    free(wm_read(MNT("big"), NULL));
+    ck_assert_int_eq(status_num("passthrough_opens"), before + 3);
     char *out = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
     ck_assert_msg(strstr(out, "file I/O: kernel passthrough"), "status text:\n%s", out);
     free(out);
@@ -291,7 +298,7 @@ START_TEST(suid_is_cleared_and_modes_never_mix)
     ck_assert_int_eq(mode_of(a), 0777);
 
     /* b: held open (passed through) by root; nobody's open joins it. */
-    int fd = open(b, O_RDONLY);
+    int fd = open(b, O_RDWR);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(as_nobody(append_y, b), 0);
     ck_assert_int_eq(mode_of(b), 0777);
