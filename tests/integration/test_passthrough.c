@@ -166,8 +166,10 @@ START_TEST(writes_are_noted_by_close)
     ck_assert_int_eq(msync(map, 103, MS_SYNC), 0);
     ck_assert_int_eq(munmap(map, 103), 0);
     ck_assert_int_eq(close(fd), 0);
+    /* At least 2: the previous handle's RELEASE, which the kernel sends
+     * after close() returns, may also see the mapped write and note it. */
     char *log = log_text(100);
-    ck_assert_msg(count_in_log(" write f [0+103]\n") == 2, "the mapped write was not noted:\n%s",
+    ck_assert_msg(count_in_log(" write f [0+103]\n") >= 2, "the mapped write was not noted:\n%s",
                   log);
     free(log);
     char ps[PATH_MAX];
