@@ -129,7 +129,9 @@ static bool is_state_path(const char *rel)
     return strncmp(rel, WFS_STATE_DIR, n) == 0 && (rel[n] == '\0' || rel[n] == '/');
 }
 
-static void handle_event(struct watcher *w, const struct fan_event *ev)
+/* Handle one event not caused by the daemon.  False if it was the mount's
+ * own write after all (passed through by the kernel, below). */
+static bool handle_event(struct watcher *w, const struct fan_event *ev)
 {
     struct wfs *fs = w->fs;
     int dir_fd;
@@ -140,7 +142,7 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
     if (!in_src) {
         if (dir_fd >= 0)
             close(dir_fd);
-        return; /* elsewhere on the same filesystem */
+        return true; /* elsewhere on the same filesystem */
     }
     /* A file open through the mount with kernel passthrough is written by
      * the kernel in the writer's name, not ours: its writes land here.
@@ -160,7 +162,7 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
         close(dir_fd);
         fuse_lowlevel_notify_inval_inode(fs->se, obj_id, -1, 0);
         change_stream_note(fs->changes, CHANGE_WRITE, path, NULL, 0, 0);
-        return;
+        return false;
     }
     atomic_fetch_add(&fs->outside_events, 1);
     bool is_dir = ev->mask & FAN_ONDIR;
@@ -192,6 +194,7 @@ static void handle_event(struct watcher *w, const struct fan_event *ev)
     close(dir_fd);
     if (kind)
         change_stream_note(fs->changes, kind | CHANGE_OUTSIDE, path, NULL, 0, 0);
+    return true;
 }
 
 static void *watcher_main(void *arg)
@@ -227,15 +230,17 @@ static void *watcher_main(void *arg)
             }
             if (m.pid == w->self)
                 continue;
-            foreign = true;
             decode(p, &m, &ev);
-            handle_event(w, &ev);
+            foreign |= handle_event(w, &ev);
         }
         /* A buffer of nothing but our own events means the FUSE threads are
          * busy writing SRC: each of their writes queues one.  Waking for
          * every one of them costs a context switch per FUSE op, so let them
          * pile up for a moment and read them in one go.  An outside edit
-         * arriving meanwhile waits at most OWN_EVENTS_PAUSE_MS. */
+         * arriving meanwhile waits at most OWN_EVENTS_PAUSE_MS.  Writes
+         * passed through by the kernel count as ours: the writer's events
+         * for one file merge in the queue meanwhile (same pid, same
+         * object), one event per pause instead of one per write(2). */
         if (!foreign && poll(&pfd[1], 1, OWN_EVENTS_PAUSE_MS) > 0)
             break;
     }
