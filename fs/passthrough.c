@@ -105,6 +105,12 @@ int passthrough_open(struct wfs *fs, struct wfs_inode *in, int fd, int flags, ui
     bool stat_ok = fstat(fd, &st) == 0;
     pthread_mutex_lock(&lock);
     struct handle *h = slot(fd);
+    if (!h && !refused) {
+        /* Out of memory: this handle goes untracked, so its inode's mode
+         * is unknown from now on; stop passing anything through. */
+        refused = true;
+        fprintf(stderr, "wsync: out of memory: kernel passthrough off for this mount\n");
+    }
     int id = h ? take_backing(fs, in, fd, stat_ok ? &st : NULL, writable, clears, gid) : 0;
     if (h) {
         *h = (struct handle){.in = in,

@@ -135,6 +135,15 @@ START_TEST(no_passthrough_turns_it_off)
     free(wm_read(MNT("f"), NULL));
     ck_assert_msg(!passthrough_on(), "--no-passthrough still passes through");
     ck_assert_int_eq(status_num("passthrough_opens"), 0);
+    /* The kernel refuses passthrough with the writeback cache: not asked. */
+    wm_teardown(&m);
+    wm_setup(&m, "--writeback");
+    wm_write(MNT("f"), "x");
+    char *got = wm_read(MNT("f"), NULL);
+    ck_assert_str_eq(got, "x");
+    free(got);
+    ck_assert_msg(!passthrough_on(), "--writeback with passthrough");
+    ck_assert_int_eq(status_num("passthrough_opens"), 0);
 }
 END_TEST
 
