@@ -2,7 +2,9 @@
  * fuse_io.c — see fuse_io.h.  The kernel offers FUSE_HANDLE_KILLPRIV_V2 in
  * its INIT request; libfuse 3.14 builds a reply without it.  We remember the
  * INIT request's id when we read it and set the flag in the reply as it goes
- * out.  Everything else passes through untouched.
+ * out.  Likewise FUSE_PASSTHROUGH in the INIT reply, and FOPEN_PASSTHROUGH
+ * with a backing id in the OPEN/CREATE reply a worker has armed.  Everything
+ * else passes through untouched.
  */
 #include "fuse_io.h"
 

@@ -1,7 +1,7 @@
 /*
- * fuse_io.h — wsync's own read/writev on /dev/fuse, to speak one word of
+ * fuse_io.h — wsync's own read/writev on /dev/fuse, to speak the words of
  * the FUSE protocol that Debian 12's libfuse (3.14) cannot: the
- * FUSE_HANDLE_KILLPRIV_V2 capability.
+ * FUSE_HANDLE_KILLPRIV_V2 capability, and kernel passthrough (at the end).
  *
  * Without it the kernel asks the daemon for `security.capability` (a
  * GETXATTR round trip) before *every* write(2), to decide whether the write
