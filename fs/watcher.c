@@ -149,9 +149,9 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
      * They are the mount's own writes (fs/passthrough.h), noted as such:
      * no CHANGE_OUTSIDE, which would keep a big file out of the hold and
      * count as an outside edit.  The kernel keeps its size; attributes
-     * are still dropped, in case a real outside writer is mixed in.  (The
-     * event may be read after the file's last close: passthrough_wrote
-     * tells by the file's ctime.) */
+     * and pages are still dropped, in case a real outside writer is mixed
+     * in.  (The event may be read after the file's last close:
+     * passthrough_wrote tells by the file's ctime.) */
     int obj_fd = -1;
     uint64_t obj_id = 0;
     if (ev->mask & (FAN_MODIFY | FAN_ATTRIB))
@@ -160,7 +160,9 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
         passthrough_wrote(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
         close(obj_fd);
         close(dir_fd);
-        fuse_lowlevel_notify_inval_inode(fs->se, obj_id, -1, 0);
+        /* pages too: an empty range if the inode is passed through, and
+         * right if a plain open has cached some since (a late event) */
+        fuse_lowlevel_notify_inval_inode(fs->se, obj_id, 0, 0);
         change_stream_note(fs->changes, CHANGE_WRITE, path, NULL, 0, 0);
         return false;
     }
