@@ -208,6 +208,22 @@ bool passthrough_wrote(struct wfs_inode *in, int fd)
     return wrote;
 }
 
+bool passthrough_changed_after_close(struct wfs_inode *in, int fd)
+{
+    struct stat st;
+    bool changed = false;
+    pthread_mutex_lock(&lock);
+    if (in->backing_opens == 0 && (in->closed_ctime.tv_sec || in->closed_ctime.tv_nsec) &&
+        fstat(fd, &st) == 0 &&
+        (st.st_ctim.tv_sec != in->closed_ctime.tv_sec ||
+         st.st_ctim.tv_nsec != in->closed_ctime.tv_nsec)) {
+        in->closed_ctime = st.st_ctim;
+        changed = true;
+    }
+    pthread_mutex_unlock(&lock);
+    return changed;
+}
+
 void passthrough_get_stats(struct passthrough_stats *st)
 {
     pthread_mutex_lock(&lock);

@@ -53,6 +53,13 @@ void passthrough_release(struct wfs *fs, int fd);
  * changed since the last of them was released. */
 bool passthrough_wrote(struct wfs_inode *in, int fd);
 
+/* For the watcher, on a close for writing of `in`'s file (`fd` may be
+ * O_PATH): true if `in` has no handles passed through now but had, and its
+ * file changed since the last of them closed (a shared mapping written
+ * after its fd was closed).  Then it takes the file's ctime as the new
+ * mark, so the same change is reported once. */
+bool passthrough_changed_after_close(struct wfs_inode *in, int fd);
+
 /* Opens passed through since the mount, and whether the kernel agreed. */
 struct passthrough_stats {
     bool on; /* negotiated, and not refused by the kernel since */

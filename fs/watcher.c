@@ -37,7 +37,7 @@ struct watcher {
 
 #define WATCH_MASK                                                                            \
     (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_MODIFY | FAN_ATTRIB |      \
-     FAN_ONDIR)
+     FAN_CLOSE_WRITE | FAN_ONDIR)
 
 /* How long to let our own events accumulate before reading again. */
 #define OWN_EVENTS_PAUSE_MS 2
@@ -154,9 +154,22 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
      * passthrough_wrote tells by the file's ctime.) */
     int obj_fd = -1;
     uint64_t obj_id = 0;
-    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB))
+    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE))
         obj_id = handle_nodeid(w, ev->obj, &obj_fd);
-    if (obj_id && (ev->mask & WATCH_MASK & ~FAN_ONDIR) == FAN_MODIFY &&
+    /* A close for writing is watched for one case only: a shared mapping
+     * of a passed-through file outlives its fd, writes SRC's file with no
+     * event at all, and its end closes the kernel's backing file. */
+    if ((ev->mask & WATCH_MASK & ~FAN_ONDIR) == FAN_CLOSE_WRITE) {
+        if (obj_id && passthrough_changed_after_close(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
+            fuse_lowlevel_notify_inval_inode(fs->se, obj_id, 0, 0);
+            change_stream_note(fs->changes, CHANGE_WRITE, path, NULL, 0, 0);
+        }
+        if (obj_fd >= 0)
+            close(obj_fd);
+        close(dir_fd);
+        return false;
+    }
+    if (obj_id && (ev->mask & WATCH_MASK & ~(FAN_ONDIR | FAN_CLOSE_WRITE)) == FAN_MODIFY &&
         passthrough_wrote(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
         close(obj_fd);
         close(dir_fd);

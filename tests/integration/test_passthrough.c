@@ -193,6 +193,38 @@ START_TEST(writes_are_noted_by_close)
 }
 END_TEST
 
+struct count_wait {
+    const char *needle;
+    int want;
+};
+
+static bool count_reached(void *arg)
+{
+    struct count_wait *w = arg;
+    return count_in_log(w->needle) >= w->want;
+}
+
+/* A write through a shared mapping after its fd was closed is noted when
+ * the mapping goes (the kernel's RELEASE). */
+START_TEST(mapped_write_after_close_is_noted_at_munmap)
+{
+    if (!require_passthrough())
+        return;
+    wm_write(MNT("m"), "0123456789");
+    int fd = open(MNT("m"), O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    char *map = mmap(NULL, 10, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert_ptr_ne(map, MAP_FAILED);
+    ck_assert_int_eq(close(fd), 0);
+    int before = count_in_log(" write m"); /* the watcher's note has no range */
+    memcpy(map, "AB", 2);
+    ck_assert_int_eq(msync(map, 10, MS_SYNC), 0);
+    ck_assert_int_eq(munmap(map, 10), 0);
+    struct count_wait w = {" write m", before + 1};
+    ck_assert_msg(wm_poll(count_reached, &w, BOUND_MS), "the write after close was never noted");
+}
+END_TEST
+
 /* A file kept open shows its writes in the stream before it is closed:
  * the kernel's writes to SRC's file reach the watcher, which notes them
  * as the mount's own (not outside edits). */
@@ -400,6 +432,7 @@ int main(void)
     tcase_add_test(tc, status_reports_it);
     tcase_add_test(tc, no_passthrough_turns_it_off);
     tcase_add_test(tc, writes_are_noted_by_close);
+    tcase_add_test(tc, mapped_write_after_close_is_noted_at_munmap);
     tcase_add_test(tc, writes_to_a_file_kept_open_show_before_close);
     tcase_add_test(tc, burst_of_writes_is_noted_and_coalesced);
     tcase_add_test(tc, close_notes_the_current_path);
