@@ -1,0 +1,242 @@
+/*
+ * test_auto_mode.c — `auto`, the default mode of `wsync remote add`: A
+ * mounts its tree with a remote on host B (a network namespace with its
+ * own sshd, tests/lib/hosts.c) added without --mode.  When B runs its own
+ * `wsync mount` of that tree the remote is two-way (an edit made on B
+ * reaches A's mount); when it does not — a stale control socket left by a
+ * dead mount included — it is a replica (B's direct edit is overwritten by
+ * A's, and nothing comes back); and when B mounts later, the recheck
+ * (WSYNC_AUTO_RECHECK_MS, short here) switches it to two-way, and back to
+ * replica when B unmounts.  Waits are bounded polls on the outcome.
+ */
+#include "tests/lib/harness.h"
+#include "tests/lib/hosts.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define BOUND_MS 30000
+
+static struct wmount m; /* A: src/ mounted at mnt/ */
+static struct whosts h; /* h.ns[1] = B */
+static char btree[PATH_MAX + 16], bmnt[PATH_MAX + 16], dest[PATH_MAX + 64];
+static char bwsync[PATH_MAX + 64]; /* B's wsync, with its own host label */
+static bool bmounted;
+
+static void setup(void)
+{
+    wm_prepare(&m);
+    hosts_setup(&h, 2);
+    snprintf(btree, sizeof(btree), "%s/b", m.root);
+    snprintf(bmnt, sizeof(bmnt), "%s/bmnt", m.root);
+    ck_assert_int_eq(mkdir(btree, 0755), 0);
+    ck_assert_int_eq(mkdir(bmnt, 0755), 0);
+    hosts_dest(&h, 1, btree, dest, sizeof(dest));
+    snprintf(bwsync, sizeof(bwsync), "env WSYNC_HOST=hostb %s", wm_bin());
+    setenv("WSYNC_HOST", "hosta", 1); /* A's daemon inherits it */
+    unsetenv("WSYNC_AUTO_RECHECK_MS");
+    bmounted = false;
+}
+
+static void teardown(void)
+{
+    if (bmounted)
+        wm_sh("'%s' unmount '%s' >/dev/null 2>&1", wm_bin(), bmnt);
+    wm_teardown(&m);
+    hosts_teardown(&h);
+}
+
+static void mount_b(void)
+{
+    wm_wsync_ok("mount '%s' '%s'", btree, bmnt);
+    bmounted = true;
+}
+
+/* A gets remote b with no --mode, and mounts. */
+static void start_a(void)
+{
+    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh, bwsync,
+                dest);
+    char *ls = wm_sh_out(NULL, "'%s' remote ls -C '%s'", wm_bin(), m.src);
+    ck_assert_msg(strstr(ls, "(auto"), "remote ls: %s", ls); /* the default, and listed */
+    free(ls);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    m.mounted = true;
+}
+
+static void put(const char *root, const char *rel, const char *data)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    wm_write(p, data);
+}
+
+static void appears(const char *root, const char *rel, const char *want)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    ck_assert_msg(wm_poll_content(p, want, BOUND_MS), "%s never became %s", p, want);
+}
+
+static char *status_b(void)
+{
+    char *all = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
+    char *at = strstr(all, "{\"name\":\"b\"");
+    char *out = at ? strndup(at, strcspn(at, "}") + 1) : NULL;
+    free(all);
+    return out;
+}
+
+/* Status says auto runs `arg` ("two-way" or "replica"), connected. */
+static bool runs(void *arg)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "\"auto\":\"%s\"", (const char *)arg);
+    char *st = status_b();
+    bool ok = st && strstr(st, "\"mode\":\"auto\"") && strstr(st, want) &&
+              strstr(st, "\"connected\":true");
+    free(st);
+    return ok;
+}
+
+static void comes_to_run(const char *kind)
+{
+    if (wm_poll(runs, (void *)kind, BOUND_MS))
+        return;
+    char *st = status_b();
+    ck_assert_msg(0, "auto never ran %s: %s", kind, st ? st : "(no status)");
+}
+
+static int copies(const char *root, const char *stem)
+{
+    char *out = wm_sh_out(NULL, "ls -a '%s' | grep -cF '%s.conflict-'", root, stem);
+    int n = atoi(out);
+    free(out);
+    return n;
+}
+
+START_TEST(mounted_far_tree_runs_two_way)
+{
+    mount_b();
+    start_a();
+    comes_to_run("two-way");
+    put(m.mnt, "a.c", "int a;\n");
+    appears(bmnt, "a.c", "int a;\n");
+    /* the rule of issue 7: an edit on the robot flows back */
+    put(btree, "tuned.yaml", "gain: 7\n");
+    appears(m.mnt, "tuned.yaml", "gain: 7\n");
+    put(bmnt, "a.c", "int a = 2; /* B's mount */\n");
+    appears(m.mnt, "a.c", "int a = 2; /* B's mount */\n");
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(text, "(auto: two-way, far tree is mounted)") && strstr(text, "rounds"),
+                  "status: %s", text);
+    free(text);
+    char *st = status_b();
+    ck_assert_msg(st && wm_json_num(st, "auto_switches") == 0 && wm_json_num(st, "pulled") >= 2,
+                  "status: %s", st ? st : "(none)");
+    free(st);
+    ck_assert_int_eq(copies(m.src, "a"), 0);
+}
+END_TEST
+
+/* A unix socket file nobody listens on: what a mount killed by SIGKILL
+ * leaves behind in its state directory. */
+static void stale_control_socket(const char *tree)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    wm_path(dir, sizeof(dir), tree, ".wsync");
+    mkdir(dir, 0700);
+    wm_path(path, sizeof(path), dir, "control.sock");
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof(a.sun_path));
+    strcpy(a.sun_path, path);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(s, 0);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(s);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert(S_ISSOCK(sb.st_mode));
+}
+
+START_TEST(unmounted_far_tree_runs_replica)
+{
+    stale_control_socket(btree);
+    put(m.src, "cfg.yaml", "rate: 10\n");
+    start_a();
+    comes_to_run("replica");
+    appears(btree, "cfg.yaml", "rate: 10\n");
+    /* someone edits B's copy directly, and adds a file there */
+    put(btree, "cfg.yaml", "rate: 50 (robot)\n");
+    put(btree, "robot_only.txt", "made on B\n");
+    /* A's next edit of the file wins on B, as a replica's does */
+    put(m.mnt, "cfg.yaml", "rate: 20 (laptop)\n");
+    appears(btree, "cfg.yaml", "rate: 20 (laptop)\n");
+    put(m.mnt, "barrier", "after\n");
+    appears(btree, "barrier", "after\n");
+    /* and nothing came back: no pull, no conflict copy */
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), m.mnt, "robot_only.txt");
+    ck_assert_int_eq(access(p, F_OK), -1);
+    wm_path(p, sizeof(p), m.mnt, "cfg.yaml");
+    char *a = wm_read(p, NULL);
+    ck_assert_str_eq(a, "rate: 20 (laptop)\n");
+    free(a);
+    ck_assert_int_eq(copies(m.mnt, "cfg"), 0);
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(text, "(auto: replica, far tree is not mounted)") &&
+                      strstr(text, "batches"),
+                  "status: %s", text);
+    free(text);
+}
+END_TEST
+
+START_TEST(far_tree_mounted_later_switches_to_two_way_and_back)
+{
+    setenv("WSYNC_AUTO_RECHECK_MS", "500", 1); /* A's daemon inherits it */
+    start_a();
+    comes_to_run("replica");
+    put(m.mnt, "a.c", "int a;\n");
+    appears(btree, "a.c", "int a;\n");
+    mount_b();
+    comes_to_run("two-way");
+    char *st = status_b();
+    ck_assert_msg(st && wm_json_num(st, "auto_switches") == 1, "status: %s", st ? st : "(none)");
+    free(st);
+    /* the replica made both sides equal: the first two-way round keeps
+     * them so, without conflict copies */
+    put(bmnt, "a.c", "int a = 2; /* B's mount */\n");
+    appears(m.mnt, "a.c", "int a = 2; /* B's mount */\n");
+    ck_assert_int_eq(copies(m.src, "a"), 0);
+    put(m.mnt, "b.c", "int b;\n");
+    appears(bmnt, "b.c", "int b;\n");
+    /* B unmounts: replica again */
+    wm_wsync_ok("unmount '%s'", bmnt);
+    bmounted = false;
+    comes_to_run("replica");
+    st = status_b();
+    ck_assert_msg(st && wm_json_num(st, "auto_switches") == 2, "status: %s", st ? st : "(none)");
+    free(st);
+    put(m.mnt, "c.c", "int c;\n");
+    appears(btree, "c.c", "int c;\n");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("auto_mode");
+    TCase *tc = tcase_create("auto_mode");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, mounted_far_tree_runs_two_way);
+    tcase_add_test(tc, unmounted_far_tree_runs_replica);
+    tcase_add_test(tc, far_tree_mounted_later_switches_to_two_way_and_back);
+    suite_add_tcase(s, tc);
+    return wm_run_suite(s);
+}
