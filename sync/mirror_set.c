@@ -129,7 +129,7 @@ static void add_mode(struct strbuf *out, const struct slot *sl, const struct kin
     if (k->view.decided)
         strbuf_addf(out, ": %s, %s", k->view.two_way ? "two-way" : "replica", k->view.why);
     else
-        strbuf_adds(out, ": undecided, far side not asked yet");
+        strbuf_adds(out, ": undecided, the far side has not answered yet");
 }
 
 static void slot_stop(struct slot *sl)

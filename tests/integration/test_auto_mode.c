@@ -7,7 +7,9 @@
  * dead mount included — it is a replica (B's direct edit is overwritten by
  * A's, and nothing comes back); and when B mounts later, the recheck
  * (WSYNC_AUTO_RECHECK_MS, short here) switches it to two-way, and back to
- * replica when B unmounts.  Waits are bounded polls on the outcome.
+ * replica when B unmounts.  A far side too old to say is a replica; one
+ * that cannot be reached gets no session at all until it answers.  Waits
+ * are bounded polls on the outcome.
  */
 #include "tests/lib/harness.h"
 #include "tests/lib/hosts.h"
@@ -228,6 +230,60 @@ START_TEST(far_tree_mounted_later_switches_to_two_way_and_back)
 }
 END_TEST
 
+/* A far side older than the mounted= fact: B's wsync behind a wrapper
+ * that drops it from the probe line (everything else is the real thing).
+ * B is mounted, yet the remote must be a replica, as before auto. */
+START_TEST(far_side_that_does_not_say_is_replica)
+{
+    char old[PATH_MAX + 16];
+    snprintf(old, sizeof(old), "%s/old-wsync", m.root);
+    FILE *f = fopen(old, "w");
+    ck_assert_ptr_nonnull(f);
+    /* stdout (the stream) passes through fd 3; stderr through sed. */
+    fprintf(f,
+            "#!/bin/bash\nset -o pipefail\n"
+            "{ WSYNC_HOST=hostb '%s' \"$@\" 2>&1 1>&3 | sed 's/ mounted=[01]//' >&2; } 3>&1\n",
+            wm_bin());
+    fclose(f);
+    ck_assert_int_eq(chmod(old, 0755), 0);
+    mount_b();
+    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh, old, dest);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    m.mounted = true;
+    comes_to_run("replica");
+    put(m.mnt, "a.c", "int a;\n");
+    appears(bmnt, "a.c", "int a;\n");
+}
+END_TEST
+
+/* A far side that cannot be reached: no session of either kind starts
+ * (a guessed replica could overwrite edits there); status says why. */
+static bool asking_fails(void *arg)
+{
+    char *st = status_b();
+    bool ok = st && strstr(st, "\"auto\":null") && strstr(st, "\"running\":true") &&
+              strstr(st, "cannot ask the far side whether it is mounted") &&
+              wm_json_num(st, "retry_ms") > 0 && wm_json_num(st, "sessions") == 0;
+    free(st);
+    return ok;
+}
+
+START_TEST(unreachable_far_side_runs_nothing_yet)
+{
+    wm_wsync_ok("remote add -C '%s' --rsh false b host:/nowhere", m.src);
+    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
+    m.mounted = true;
+    put(m.mnt, "a.c", "int a;\n");
+    if (!wm_poll(asking_fails, NULL, BOUND_MS)) {
+        char *st = status_b();
+        ck_assert_msg(0, "status: %s", st ? st : "(none)");
+    }
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(text, "(auto: undecided"), "status: %s", text);
+    free(text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auto_mode");
@@ -237,6 +293,8 @@ int main(void)
     tcase_add_test(tc, mounted_far_tree_runs_two_way);
     tcase_add_test(tc, unmounted_far_tree_runs_replica);
     tcase_add_test(tc, far_tree_mounted_later_switches_to_two_way_and_back);
+    tcase_add_test(tc, far_side_that_does_not_say_is_replica);
+    tcase_add_test(tc, unreachable_far_side_runs_nothing_yet);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
