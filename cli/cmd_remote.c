@@ -141,7 +141,11 @@ static int remote_add(struct remote_cmd *c, int argc, char **argv)
     remotes_unlock(lock);
     if (r)
         return cli_error("%s", err);
-    printf("added remote %s -> %s\n", c->def.name, c->def.dest);
+    printf("added remote %s -> %s (%s%s)\n", c->def.name, c->def.dest,
+           remote_mode_name(c->def.mode),
+           c->def.mode == REMOTE_MODE_AUTO
+               ? ": two-way while its tree is mounted there by wsync, else replica"
+               : "");
     return notify_daemon(c);
 }
 

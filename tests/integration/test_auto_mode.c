@@ -63,8 +63,12 @@ static void mount_b(void)
 /* A gets remote b with no --mode, and mounts. */
 static void start_a(void)
 {
-    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh, bwsync,
-                dest);
+    char *out;
+    int st = wm_wsync(&out, "remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh,
+                      bwsync, dest);
+    ck_assert_msg(st == 0 && strstr(out, "(auto: two-way while its tree is mounted there"),
+                  "remote add: %s", out);
+    free(out);
     char *ls = wm_sh_out(NULL, "'%s' remote ls -C '%s'", wm_bin(), m.src);
     ck_assert_msg(strstr(ls, "(auto"), "remote ls: %s", ls); /* the default, and listed */
     free(ls);
@@ -233,6 +237,27 @@ END_TEST
 /* A far side older than the mounted= fact: B's wsync behind a wrapper
  * that drops it from the probe line (everything else is the real thing).
  * B is mounted, yet the remote must be a replica, as before auto. */
+/* A reconnect of the worker re-asks at once (the far side may have been
+ * remounted while the link was down); the periodic recheck is set to an
+ * hour here, so only the reconnect can make the switch. */
+START_TEST(reconnect_rechecks_at_once)
+{
+    setenv("WSYNC_AUTO_RECHECK_MS", "3600000", 1); /* A's daemon inherits it */
+    start_a();
+    comes_to_run("replica");
+    mount_b();
+    /* B's serve (connected: comes_to_run saw it) dies, as in a reboot or
+     * a killed ssh; the replica finds out at its next send (it does not
+     * read an idle stream) and reconnects */
+    ck_assert_int_ge(hosts_kill_matching(&h, 1, btree), 1);
+    put(m.mnt, "poke", "p\n");
+    appears(btree, "poke", "p\n");
+    ck_assert_msg(wm_poll(runs, "two-way", BOUND_MS), "still not two-way after the reconnect");
+    put(btree, "tuned.yaml", "gain: 7\n");
+    appears(m.mnt, "tuned.yaml", "gain: 7\n");
+}
+END_TEST
+
 START_TEST(far_side_that_does_not_say_is_replica)
 {
     char old[PATH_MAX + 16];
@@ -294,6 +319,7 @@ int main(void)
     tcase_add_test(tc, unmounted_far_tree_runs_replica);
     tcase_add_test(tc, far_tree_mounted_later_switches_to_two_way_and_back);
     tcase_add_test(tc, far_side_that_does_not_say_is_replica);
+    tcase_add_test(tc, reconnect_rechecks_at_once);
     tcase_add_test(tc, unreachable_far_side_runs_nothing_yet);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
