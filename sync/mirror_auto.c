@@ -103,17 +103,19 @@ static int run_kind(struct mirror_auto *a, bool two_way, char *err, size_t errsi
     return r;
 }
 
-/* Ask the far side; 1 mounted, 0 not (or too old to say), -errno no answer. */
+enum answer { NOT_MOUNTED, MOUNTED, DOES_NOT_SAY };
+
+/* Ask the far side: an enum answer, or -errno when it did not answer. */
 static int ask(struct mirror_auto *a, char *err, size_t errsize)
 {
     struct probe_result pr;
     int r = probe_far_side(&a->d, a->rsh, a->wsync_path, PROBE_TIMEOUT_MS, &pr, err, errsize);
     if (r == 0)
-        return pr.far_mounted == 1;
+        return pr.far_mounted == 1 ? MOUNTED : pr.far_mounted == 0 ? NOT_MOUNTED : DOES_NOT_SAY;
     /* A far side that runs but lacks --probe altogether (exit 2, usage)
      * is older than mounts that say so: not mounted. */
     if (!pr.answered && pr.exit_status == 2 && strstr(pr.far_stderr, "--probe"))
-        return 0;
+        return DOES_NOT_SAY;
     return r;
 }
 
@@ -143,7 +145,7 @@ static void *mirror_auto_main(void *arg)
         bool connected;
         uint64_t seen = worker_sessions(a, &connected);
         if (r >= 0) {
-            bool two_way = r == 1;
+            bool two_way = r == MOUNTED;
             pthread_mutex_lock(&a->lock);
             bool changed = a->view.decided && a->view.two_way != two_way;
             bool first = !a->view.decided;
@@ -152,7 +154,9 @@ static void *mirror_auto_main(void *arg)
             a->view.probes++;
             a->view.switches += changed;
             snprintf(a->view.why, sizeof(a->view.why), "%s",
-                     two_way ? "far tree is mounted" : "far tree is not mounted");
+                     r == MOUNTED       ? "far tree is mounted"
+                     : r == NOT_MOUNTED ? "far tree is not mounted"
+                                        : "far side's wsync does not say");
             a->last_error[0] = '\0';
             a->retry_ms = 0;
             pthread_mutex_unlock(&a->lock);

@@ -29,7 +29,8 @@ struct mirror_auto;
 struct mirror_auto_view {
     bool decided;      /* a probe answered: two_way is meaningful */
     bool two_way;      /* running a two-way worker (else replica) */
-    char why[64];      /* "far tree is mounted", "not mounted", ...; "" before */
+    char why[64];      /* "far tree is mounted", "far tree is not mounted",
+                          "far side's wsync does not say" (older); "" before */
     uint64_t probes;   /* probes that answered */
     uint64_t switches; /* worker kind changed after the first decision */
 };

@@ -278,6 +278,10 @@ START_TEST(far_side_that_does_not_say_is_replica)
     comes_to_run("replica");
     put(m.mnt, "a.c", "int a;\n");
     appears(bmnt, "a.c", "int a;\n");
+    char *st = status_b();
+    ck_assert_msg(st && strstr(st, "\"auto_why\":\"far side's wsync does not say\""), "status: %s",
+                  st ? st : "(none)");
+    free(st);
 }
 END_TEST
 
