@@ -27,6 +27,7 @@
 #define PROBE_TIMEOUT_MS   5000
 #define BACKOFF_MIN_MS     500
 #define SLICE_MS           200 /* how often a wait looks at the worker's sessions */
+#define LAST_ROUNDS_MS     10000
 
 struct mirror_auto {
     char *src, *dest, *rsh, *wsync_path;
@@ -84,12 +85,34 @@ static void note(struct mirror_auto *a, const char *fmt, const char *what)
     (void)w;
 }
 
+/* Before a two-way worker gives way to a replica one: the replica's
+ * catch-up deletes what only the far side has, so first let two more
+ * rounds end.  The second began after this call, so every far edit made
+ * before the switch is here by then (a pulled file is ours: the replica
+ * sends it back rather than deleting it).  Bounded: a far side that stops
+ * answering is left to the replica's own error handling. */
+static void last_rounds(struct mirror_twoway *tw)
+{
+    struct mirror_status st;
+    struct mirror_twoway_stats ex;
+    mirror_twoway_get_status(tw, &st, &ex);
+    uint64_t want = ex.rounds + 2;
+    for (int waited = 0; waited < LAST_ROUNDS_MS && st.connected && ex.rounds < want;
+         waited += SLICE_MS) {
+        mirror_twoway_kick(tw);
+        usleep(SLICE_MS * 1000);
+        mirror_twoway_get_status(tw, &st, &ex);
+    }
+}
+
 /* Run the worker of the kind decided, replacing the other.  0 or -errno. */
 static int run_kind(struct mirror_auto *a, bool two_way, char *err, size_t errsize)
 {
     bool have = two_way ? a->tw != NULL : a->m != NULL;
     if (have)
         return 0;
+    if (a->tw) /* only this thread changes it: no lock needed to read it */
+        last_rounds(a->tw);
     pthread_rwlock_wrlock(&a->rw);
     /* Stopped first: two workers on one far tree would only fight. */
     mirror_stop(a->m);

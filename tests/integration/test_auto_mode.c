@@ -222,10 +222,14 @@ START_TEST(far_tree_mounted_later_switches_to_two_way_and_back)
     ck_assert_int_eq(copies(m.src, "a"), 0);
     put(m.mnt, "b.c", "int b;\n");
     appears(bmnt, "b.c", "int b;\n");
-    /* B unmounts: replica again */
+    /* B unmounts: replica again.  A file made on B just then is pulled
+     * by the last two-way rounds, not deleted by the replica's catch-up. */
     wm_wsync_ok("unmount '%s'", bmnt);
     bmounted = false;
+    put(btree, "late.txt", "made on B as it unmounted\n");
     comes_to_run("replica");
+    appears(m.mnt, "late.txt", "made on B as it unmounted\n");
+    appears(btree, "late.txt", "made on B as it unmounted\n");
     st = status_b();
     ck_assert_msg(st && wm_json_num(st, "auto_switches") == 2, "status: %s", st ? st : "(none)");
     free(st);
