@@ -12,7 +12,7 @@
  * are bounded polls on the outcome.
  */
 #include "tests/lib/harness.h"
-#include "tests/lib/hosts.h"
+#include "tests/lib/pair.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -25,78 +25,38 @@
 
 #define BOUND_MS 30000
 
-static struct wmount m; /* A: src/ mounted at mnt/ */
-static struct whosts h; /* h.ns[1] = B */
-static char btree[PATH_MAX + 16], bmnt[PATH_MAX + 16], dest[PATH_MAX + 64];
-static char bwsync[PATH_MAX + 64]; /* B's wsync, with its own host label */
-static bool bmounted;
+static struct wpair P; /* A: P.a.src mounted at P.a.mnt; B: P.h.ns[1] */
 
 static void setup(void)
 {
-    wm_prepare(&m);
-    hosts_setup(&h, 2);
-    snprintf(btree, sizeof(btree), "%s/b", m.root);
-    snprintf(bmnt, sizeof(bmnt), "%s/bmnt", m.root);
-    ck_assert_int_eq(mkdir(btree, 0755), 0);
-    ck_assert_int_eq(mkdir(bmnt, 0755), 0);
-    hosts_dest(&h, 1, btree, dest, sizeof(dest));
-    snprintf(bwsync, sizeof(bwsync), "env WSYNC_HOST=hostb %s", wm_bin());
-    setenv("WSYNC_HOST", "hosta", 1); /* A's daemon inherits it */
+    wpair_setup(&P);
     unsetenv("WSYNC_AUTO_RECHECK_MS");
-    bmounted = false;
 }
 
 static void teardown(void)
 {
-    if (bmounted)
-        wm_sh("'%s' unmount '%s' >/dev/null 2>&1", wm_bin(), bmnt);
-    wm_teardown(&m);
-    hosts_teardown(&h);
+    wpair_teardown(&P);
 }
 
 static void mount_b(void)
 {
-    wm_wsync_ok("mount '%s' '%s'", btree, bmnt);
-    bmounted = true;
+    wpair_mount_b(&P);
 }
 
 /* A gets remote b with no --mode, and mounts. */
 static void start_a(void)
 {
     char *out;
-    int st = wm_wsync(&out, "remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh,
-                      bwsync, dest);
+    int st = wm_wsync(&out, "remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", P.a.src,
+                      P.h.rsh, P.bwsync, P.dest);
     ck_assert_msg(st == 0 && strstr(out, "(auto: two-way while its tree is mounted there"),
                   "remote add: %s", out);
     free(out);
-    char *ls = wm_sh_out(NULL, "'%s' remote ls -C '%s'", wm_bin(), m.src);
+    char *ls = wm_sh_out(NULL, "'%s' remote ls -C '%s'", wm_bin(), P.a.src);
     ck_assert_msg(strstr(ls, "(auto"), "remote ls: %s", ls); /* the default, and listed */
     free(ls);
-    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
-    m.mounted = true;
-}
-
-static void put(const char *root, const char *rel, const char *data)
-{
-    char p[PATH_MAX];
-    wm_path(p, sizeof(p), root, rel);
-    wm_write(p, data);
-}
-
-static void appears(const char *root, const char *rel, const char *want)
-{
-    char p[PATH_MAX];
-    wm_path(p, sizeof(p), root, rel);
-    ck_assert_msg(wm_poll_content(p, want, BOUND_MS), "%s never became %s", p, want);
-}
-
-static char *status_b(void)
-{
-    char *all = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    char *at = strstr(all, "{\"name\":\"b\"");
-    char *out = at ? strndup(at, strcspn(at, "}") + 1) : NULL;
-    free(all);
-    return out;
+    wm_wsync_ok("mount '%s' '%s'", P.a.src, P.a.mnt);
+    P.a.mounted = true;
 }
 
 /* Status says auto runs `arg` ("two-way" or "replica"), connected. */
@@ -104,7 +64,7 @@ static bool runs(void *arg)
 {
     char want[64];
     snprintf(want, sizeof(want), "\"auto\":\"%s\"", (const char *)arg);
-    char *st = status_b();
+    char *st = wpair_status_b(&P);
     bool ok = st && strstr(st, "\"mode\":\"auto\"") && strstr(st, want) &&
               strstr(st, "\"connected\":true");
     free(st);
@@ -115,16 +75,8 @@ static void comes_to_run(const char *kind)
 {
     if (wm_poll(runs, (void *)kind, BOUND_MS))
         return;
-    char *st = status_b();
+    char *st = wpair_status_b(&P);
     ck_assert_msg(0, "auto never ran %s: %s", kind, st ? st : "(no status)");
-}
-
-static int copies(const char *root, const char *stem)
-{
-    char *out = wm_sh_out(NULL, "ls -a '%s' | grep -cF '%s.conflict-'", root, stem);
-    int n = atoi(out);
-    free(out);
-    return n;
 }
 
 START_TEST(mounted_far_tree_runs_two_way)
@@ -132,22 +84,22 @@ START_TEST(mounted_far_tree_runs_two_way)
     mount_b();
     start_a();
     comes_to_run("two-way");
-    put(m.mnt, "a.c", "int a;\n");
-    appears(bmnt, "a.c", "int a;\n");
+    wm_put(P.a.mnt, "a.c", "int a;\n");
+    wm_appears(P.bmnt, "a.c", "int a;\n", BOUND_MS);
     /* the rule of issue 7: an edit on the robot flows back */
-    put(btree, "tuned.yaml", "gain: 7\n");
-    appears(m.mnt, "tuned.yaml", "gain: 7\n");
-    put(bmnt, "a.c", "int a = 2; /* B's mount */\n");
-    appears(m.mnt, "a.c", "int a = 2; /* B's mount */\n");
-    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    wm_put(P.btree, "tuned.yaml", "gain: 7\n");
+    wm_appears(P.a.mnt, "tuned.yaml", "gain: 7\n", BOUND_MS);
+    wm_put(P.bmnt, "a.c", "int a = 2; /* B's mount */\n");
+    wm_appears(P.a.mnt, "a.c", "int a = 2; /* B's mount */\n", BOUND_MS);
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), P.a.mnt);
     ck_assert_msg(strstr(text, "(auto: two-way, far tree is mounted)") && strstr(text, "rounds"),
                   "status: %s", text);
     free(text);
-    char *st = status_b();
+    char *st = wpair_status_b(&P);
     ck_assert_msg(st && wm_json_num(st, "auto_switches") == 0 && wm_json_num(st, "pulled") >= 2,
                   "status: %s", st ? st : "(none)");
     free(st);
-    ck_assert_int_eq(copies(m.src, "a"), 0);
+    ck_assert_int_eq(wm_conflict_copies(P.a.src, "a"), 0);
 }
 END_TEST
 
@@ -173,29 +125,29 @@ static void stale_control_socket(const char *tree)
 
 START_TEST(unmounted_far_tree_runs_replica)
 {
-    stale_control_socket(btree);
-    put(m.src, "cfg.yaml", "rate: 10\n");
+    stale_control_socket(P.btree);
+    wm_put(P.a.src, "cfg.yaml", "rate: 10\n");
     start_a();
     comes_to_run("replica");
-    appears(btree, "cfg.yaml", "rate: 10\n");
+    wm_appears(P.btree, "cfg.yaml", "rate: 10\n", BOUND_MS);
     /* someone edits B's copy directly, and adds a file there */
-    put(btree, "cfg.yaml", "rate: 50 (robot)\n");
-    put(btree, "robot_only.txt", "made on B\n");
+    wm_put(P.btree, "cfg.yaml", "rate: 50 (robot)\n");
+    wm_put(P.btree, "robot_only.txt", "made on B\n");
     /* A's next edit of the file wins on B, as a replica's does */
-    put(m.mnt, "cfg.yaml", "rate: 20 (laptop)\n");
-    appears(btree, "cfg.yaml", "rate: 20 (laptop)\n");
-    put(m.mnt, "barrier", "after\n");
-    appears(btree, "barrier", "after\n");
+    wm_put(P.a.mnt, "cfg.yaml", "rate: 20 (laptop)\n");
+    wm_appears(P.btree, "cfg.yaml", "rate: 20 (laptop)\n", BOUND_MS);
+    wm_put(P.a.mnt, "barrier", "after\n");
+    wm_appears(P.btree, "barrier", "after\n", BOUND_MS);
     /* and nothing came back: no pull, no conflict copy */
     char p[PATH_MAX];
-    wm_path(p, sizeof(p), m.mnt, "robot_only.txt");
+    wm_path(p, sizeof(p), P.a.mnt, "robot_only.txt");
     ck_assert_int_eq(access(p, F_OK), -1);
-    wm_path(p, sizeof(p), m.mnt, "cfg.yaml");
+    wm_path(p, sizeof(p), P.a.mnt, "cfg.yaml");
     char *a = wm_read(p, NULL);
     ck_assert_str_eq(a, "rate: 20 (laptop)\n");
     free(a);
-    ck_assert_int_eq(copies(m.mnt, "cfg"), 0);
-    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    ck_assert_int_eq(wm_conflict_copies(P.a.mnt, "cfg"), 0);
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), P.a.mnt);
     ck_assert_msg(strstr(text, "(auto: replica, far tree is not mounted)") &&
                       strstr(text, "batches"),
                   "status: %s", text);
@@ -208,33 +160,33 @@ START_TEST(far_tree_mounted_later_switches_to_two_way_and_back)
     setenv("WSYNC_AUTO_RECHECK_MS", "500", 1); /* A's daemon inherits it */
     start_a();
     comes_to_run("replica");
-    put(m.mnt, "a.c", "int a;\n");
-    appears(btree, "a.c", "int a;\n");
+    wm_put(P.a.mnt, "a.c", "int a;\n");
+    wm_appears(P.btree, "a.c", "int a;\n", BOUND_MS);
     mount_b();
     comes_to_run("two-way");
-    char *st = status_b();
+    char *st = wpair_status_b(&P);
     ck_assert_msg(st && wm_json_num(st, "auto_switches") == 1, "status: %s", st ? st : "(none)");
     free(st);
     /* the replica made both sides equal: the first two-way round keeps
      * them so, without conflict copies */
-    put(bmnt, "a.c", "int a = 2; /* B's mount */\n");
-    appears(m.mnt, "a.c", "int a = 2; /* B's mount */\n");
-    ck_assert_int_eq(copies(m.src, "a"), 0);
-    put(m.mnt, "b.c", "int b;\n");
-    appears(bmnt, "b.c", "int b;\n");
+    wm_put(P.bmnt, "a.c", "int a = 2; /* B's mount */\n");
+    wm_appears(P.a.mnt, "a.c", "int a = 2; /* B's mount */\n", BOUND_MS);
+    ck_assert_int_eq(wm_conflict_copies(P.a.src, "a"), 0);
+    wm_put(P.a.mnt, "b.c", "int b;\n");
+    wm_appears(P.bmnt, "b.c", "int b;\n", BOUND_MS);
     /* B unmounts: replica again.  A file made on B just then is pulled
      * by the last two-way rounds, not deleted by the replica's catch-up. */
-    wm_wsync_ok("unmount '%s'", bmnt);
-    bmounted = false;
-    put(btree, "late.txt", "made on B as it unmounted\n");
+    wm_wsync_ok("unmount '%s'", P.bmnt);
+    P.bmounted = false;
+    wm_put(P.btree, "late.txt", "made on B as it unmounted\n");
     comes_to_run("replica");
-    appears(m.mnt, "late.txt", "made on B as it unmounted\n");
-    appears(btree, "late.txt", "made on B as it unmounted\n");
-    st = status_b();
+    wm_appears(P.a.mnt, "late.txt", "made on B as it unmounted\n", BOUND_MS);
+    wm_appears(P.btree, "late.txt", "made on B as it unmounted\n", BOUND_MS);
+    st = wpair_status_b(&P);
     ck_assert_msg(st && wm_json_num(st, "auto_switches") == 2, "status: %s", st ? st : "(none)");
     free(st);
-    put(m.mnt, "c.c", "int c;\n");
-    appears(btree, "c.c", "int c;\n");
+    wm_put(P.a.mnt, "c.c", "int c;\n");
+    wm_appears(P.btree, "c.c", "int c;\n", BOUND_MS);
 }
 END_TEST
 
@@ -253,19 +205,19 @@ START_TEST(reconnect_rechecks_at_once)
     /* B's serve (connected: comes_to_run saw it) dies, as in a reboot or
      * a killed ssh; the replica finds out at its next send (it does not
      * read an idle stream) and reconnects */
-    ck_assert_int_ge(hosts_kill_matching(&h, 1, btree), 1);
-    put(m.mnt, "poke", "p\n");
-    appears(btree, "poke", "p\n");
+    ck_assert_int_ge(hosts_kill_matching(&P.h, 1, P.btree), 1);
+    wm_put(P.a.mnt, "poke", "p\n");
+    wm_appears(P.btree, "poke", "p\n", BOUND_MS);
     ck_assert_msg(wm_poll(runs, "two-way", BOUND_MS), "still not two-way after the reconnect");
-    put(btree, "tuned.yaml", "gain: 7\n");
-    appears(m.mnt, "tuned.yaml", "gain: 7\n");
+    wm_put(P.btree, "tuned.yaml", "gain: 7\n");
+    wm_appears(P.a.mnt, "tuned.yaml", "gain: 7\n", BOUND_MS);
 }
 END_TEST
 
 START_TEST(far_side_that_does_not_say_is_replica)
 {
     char old[PATH_MAX + 16];
-    snprintf(old, sizeof(old), "%s/old-wsync", m.root);
+    snprintf(old, sizeof(old), "%s/old-wsync", P.a.root);
     FILE *f = fopen(old, "w");
     ck_assert_ptr_nonnull(f);
     /* stdout (the stream) passes through fd 3; stderr through sed. */
@@ -276,13 +228,14 @@ START_TEST(far_side_that_does_not_say_is_replica)
     fclose(f);
     ck_assert_int_eq(chmod(old, 0755), 0);
     mount_b();
-    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", m.src, h.rsh, old, dest);
-    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
-    m.mounted = true;
+    wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' b '%s'", P.a.src, P.h.rsh, old,
+                P.dest);
+    wm_wsync_ok("mount '%s' '%s'", P.a.src, P.a.mnt);
+    P.a.mounted = true;
     comes_to_run("replica");
-    put(m.mnt, "a.c", "int a;\n");
-    appears(bmnt, "a.c", "int a;\n");
-    char *st = status_b();
+    wm_put(P.a.mnt, "a.c", "int a;\n");
+    wm_appears(P.bmnt, "a.c", "int a;\n", BOUND_MS);
+    char *st = wpair_status_b(&P);
     ck_assert_msg(st && strstr(st, "\"auto_why\":\"far side's wsync does not say\""), "status: %s",
                   st ? st : "(none)");
     free(st);
@@ -293,7 +246,7 @@ END_TEST
  * (a guessed replica could overwrite edits there); status says why. */
 static bool asking_fails(void *arg)
 {
-    char *st = status_b();
+    char *st = wpair_status_b(&P);
     bool ok = st && strstr(st, "\"auto\":null") && strstr(st, "\"running\":true") &&
               strstr(st, "cannot ask the far side whether it is mounted") &&
               wm_json_num(st, "retry_ms") > 0 && wm_json_num(st, "sessions") == 0;
@@ -303,15 +256,15 @@ static bool asking_fails(void *arg)
 
 START_TEST(unreachable_far_side_runs_nothing_yet)
 {
-    wm_wsync_ok("remote add -C '%s' --rsh false b host:/nowhere", m.src);
-    wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
-    m.mounted = true;
-    put(m.mnt, "a.c", "int a;\n");
+    wm_wsync_ok("remote add -C '%s' --rsh false b host:/nowhere", P.a.src);
+    wm_wsync_ok("mount '%s' '%s'", P.a.src, P.a.mnt);
+    P.a.mounted = true;
+    wm_put(P.a.mnt, "a.c", "int a;\n");
     if (!wm_poll(asking_fails, NULL, BOUND_MS)) {
-        char *st = status_b();
+        char *st = wpair_status_b(&P);
         ck_assert_msg(0, "status: %s", st ? st : "(none)");
     }
-    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), m.mnt);
+    char *text = wm_sh_out(NULL, "'%s' status '%s'", wm_bin(), P.a.mnt);
     ck_assert_msg(strstr(text, "(auto: undecided"), "status: %s", text);
     free(text);
 }
