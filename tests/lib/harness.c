@@ -229,6 +229,29 @@ void wm_wsync_ok(const char *fmt, ...)
     free(args);
 }
 
+void wm_put(const char *root, const char *rel, const char *data)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    wm_sh("mkdir -p \"$(dirname '%s')\"", p);
+    wm_write(p, data);
+}
+
+void wm_appears(const char *root, const char *rel, const char *want, int timeout_ms)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    ck_assert_msg(wm_poll_content(p, want, timeout_ms), "%s never became %s", p, want);
+}
+
+int wm_conflict_copies(const char *dir, const char *stem)
+{
+    char *out = wm_sh_out(NULL, "ls -a '%s' | grep -cF '%s.conflict-'", dir, stem);
+    int n = atoi(out);
+    free(out);
+    return n;
+}
+
 void wm_write(const char *path, const char *data)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);

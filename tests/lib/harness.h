@@ -70,6 +70,15 @@ void wm_wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * removes what the test left and exits. */
 bool wm_fork_guard(void);
 
+/* Write root/rel, making its parent directories first. */
+void wm_put(const char *root, const char *rel, const char *data);
+
+/* Poll (bounded) until root/rel holds exactly want; fail naming it if not. */
+void wm_appears(const char *root, const char *rel, const char *want, int timeout_ms);
+
+/* How many conflict copies of stem (STEM.conflict-*) dir holds. */
+int wm_conflict_copies(const char *dir, const char *stem);
+
 /* Whole-file helpers; read returns malloc'ed contents or NULL (errno set). */
 void wm_write(const char *path, const char *data);
 char *wm_read(const char *path, size_t *len);
