@@ -10,6 +10,7 @@
 #include "change_stream.h"
 #include "deadline.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#define INITIAL_BUCKETS 256 /* dirty-set hash buckets; doubled as it fills */
 #define RING_PATH_MAX 512 /* longer paths are kept truncated in the log only */
 
 struct dirty_node {
@@ -52,7 +54,7 @@ struct change_stream *change_stream_new(size_t ring_capacity)
     struct change_stream *cs = calloc(1, sizeof(*cs));
     if (!cs)
         return NULL;
-    cs->nbuckets = 256;
+    cs->nbuckets = INITIAL_BUCKETS;
     cs->buckets = calloc(cs->nbuckets, sizeof(*cs->buckets));
     cs->ring_cap = ring_capacity ? ring_capacity : 1;
     cs->ring = calloc(cs->ring_cap, sizeof(*cs->ring));
@@ -228,31 +230,42 @@ static int by_first_seq(const void *a, const void *b)
 
 bool change_stream_take(struct change_stream *cs, struct change_entry **out, size_t *count)
 {
+    /* The FUSE threads note under this lock, and the consumer runs at a
+     * low priority (the indexer: nice 10), so it must never be preempted
+     * holding it for long: swap in an empty table under the lock, then
+     * walk and free the old one outside it. */
+    struct dirty_node **fresh = calloc(INITIAL_BUCKETS, sizeof(*fresh));
+    *out = NULL;
+    *count = 0;
+    if (!fresh)
+        return false; /* keep the set; the consumer will try again */
     pthread_mutex_lock(&cs->lock);
-    struct change_entry *arr = cs->ndirty ? malloc(cs->ndirty * sizeof(*arr)) : NULL;
-    size_t n = 0;
-    if (cs->ndirty && !arr) {
-        /* Keep the set; the consumer will try again. */
-        pthread_mutex_unlock(&cs->lock);
-        *out = NULL;
-        *count = 0;
-        return false;
-    }
-    for (size_t i = 0; i < cs->nbuckets; i++) {
-        struct dirty_node *d = cs->buckets[i];
-        while (d) {
-            struct dirty_node *next = d->next;
-            arr[n++] = d->e;
-            free(d);
-            d = next;
-        }
-        cs->buckets[i] = NULL;
-    }
+    struct dirty_node **old = cs->buckets;
+    size_t nold = cs->nbuckets, n = cs->ndirty;
+    cs->buckets = fresh;
+    cs->nbuckets = INITIAL_BUCKETS;
     cs->ndirty = 0;
     bool rescan = cs->rescan;
     cs->rescan = false;
     pthread_mutex_unlock(&cs->lock);
 
+    struct change_entry *arr = n ? malloc(n * sizeof(*arr)) : NULL;
+    if (n && !arr) {
+        free_chains(old, nold);
+        free(old);
+        return true; /* the events are lost: only a full rescan is exact */
+    }
+    size_t i = 0;
+    for (size_t b = 0; b < nold; b++) {
+        for (struct dirty_node *d = old[b], *next; d; d = next) {
+            next = d->next;
+            assert(i < n);
+            arr[i++] = d->e;
+            free(d);
+        }
+    }
+    assert(i == n);
+    free(old);
     if (n > 1)
         qsort(arr, n, sizeof(*arr), by_first_seq);
     *out = arr;
