@@ -5,7 +5,9 @@
  * emptied wholesale by take(), so entries never need individual removal.  The
  * ring keeps copies of paths in fixed-size slots so note() allocates nothing
  * for it.  One mutex guards both; the critical section is a hash lookup and
- * two small memcpy()s.
+ * two small memcpy()s: the hash, and the allocation of an entry for a
+ * likely new path, are done before taking it, and take() only swaps the
+ * table under it.
  */
 #include "change_stream.h"
 #include "deadline.h"
@@ -156,15 +158,9 @@ static void maybe_grow(struct change_stream *cs)
     cs->nbuckets = n;
 }
 
-static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
+/* A new entry for path (hash h), not yet in the set; NULL on ENOMEM. */
+static struct dirty_node *node_new(const char *path, uint64_t h)
 {
-    size_t plen = strlen(path);
-    uint64_t h = XXH3_64bits(path, plen);
-    struct dirty_node **slot = &cs->buckets[h & (cs->nbuckets - 1)];
-    for (struct dirty_node *d = *slot; d; d = d->next)
-        if (d->hash == h && strcmp(d->e.path, path) == 0)
-            return d;
-
     struct dirty_node *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
@@ -174,6 +170,31 @@ static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
         return NULL;
     }
     d->hash = h;
+    return d;
+}
+
+static void node_free(struct dirty_node *d)
+{
+    if (d) {
+        free(d->e.path);
+        free(d);
+    }
+}
+
+/* The entry for path, added if absent (from *spare when the caller made
+ * one, which is then used up). */
+static struct dirty_node *dirty_get(struct change_stream *cs, const char *path, uint64_t h,
+                                    struct dirty_node **spare)
+{
+    struct dirty_node **slot = &cs->buckets[h & (cs->nbuckets - 1)];
+    for (struct dirty_node *d = *slot; d; d = d->next)
+        if (d->hash == h && strcmp(d->e.path, path) == 0)
+            return d;
+
+    struct dirty_node *d = *spare ? *spare : node_new(path, h);
+    *spare = NULL;
+    if (!d)
+        return NULL;
     d->e.first_seq = cs->seq;
     d->next = *slot;
     *slot = d;
@@ -182,14 +203,23 @@ static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
     return d;
 }
 
+/* Events that name a path anew: nearly always one not in the set yet. */
+#define NEW_PATH_KINDS                                                                        \
+    (CHANGE_CREATE | CHANGE_MKDIR | CHANGE_SYMLINK | CHANGE_LINK | CHANGE_DELETE |            \
+     CHANGE_RENAME_FROM | CHANGE_RENAME_TO)
+
 void change_stream_note(struct change_stream *cs, uint32_t kind, const char *path,
                         const char *other, off_t off, off_t len)
 {
+    /* Hash, and for a likely new path allocate, before taking the lock:
+     * every FUSE thread notes under it. */
+    uint64_t h = XXH3_64bits(path, strlen(path));
+    struct dirty_node *spare = kind & NEW_PATH_KINDS ? node_new(path, h) : NULL;
     pthread_mutex_lock(&cs->lock);
     cs->seq++;
     ring_append(cs, kind, path, other, off, len);
 
-    struct dirty_node *d = dirty_get(cs, path);
+    struct dirty_node *d = dirty_get(cs, path, h, &spare);
     if (!d) {
         cs->rescan = true;
     } else {
@@ -220,6 +250,7 @@ void change_stream_note(struct change_stream *cs, uint32_t kind, const char *pat
     }
     pthread_cond_broadcast(&cs->nonempty);
     pthread_mutex_unlock(&cs->lock);
+    node_free(spare); /* the path was in the set already */
 }
 
 static int by_first_seq(const void *a, const void *b)
