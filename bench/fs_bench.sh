@@ -389,11 +389,13 @@ mount_fs() {
             extra=(--mirror "$MIRROR_DST")
         fi
         MOUNTS+=("$m")
-        "$bin" mount "${extra[@]}" "$b" "$m" 2>"${LOGF[$fs]}" || return 1
-        pid=$("$bin" status --json "$m" 2>/dev/null | python3 -c 'import json, sys
-j = json.load(sys.stdin)
-print(j["pid"] if "pid" in j else j["daemon"]["pid"])' 2>/dev/null)
-        NOTE[$fs]="\`wsync mount ${extra[*]:+${extra[*]} }SRC MNT\` ($rev)" ;;
+        # In the foreground (-f), a child of this script like every peer:
+        # the background daemon's setsid() would put it in a scheduler
+        # autogroup of its own, which under other users' load cost it
+        # 30-40 % on create (docs/benchmarks.md, "Where the time goes").
+        "$bin" mount -f "${extra[@]}" "$b" "$m" 2>"${LOGF[$fs]}" &
+        pid=$!
+        NOTE[$fs]="\`wsync mount -f ${extra[*]:+${extra[*]} }SRC MNT\` ($rev)" ;;
     esac
     MNT[$fs]=$m
     if [ -n "$pid" ]; then
