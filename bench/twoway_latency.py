@@ -17,7 +17,12 @@ The directions are interleaved trial by trial, so load hits them alike.  A
 trial that does not arrive within --timeout counts as missed and is left
 out of the percentiles.
 
-Usage: bench/twoway_latency.py [--trials N] [--dir DIR] [--wsync PATH]
+--mode auto adds the remote without --mode (auto, the default: two-way
+because B's tree is mounted); the "first file" line, the time from `wsync
+mount` returning to the first file in B's mount, then includes the probe
+that decides it.
+
+Usage: bench/twoway_latency.py [--trials N] [--dir DIR] [--wsync PATH] [--mode two-way|auto]
 Needs root (FUSE).  Prints a Markdown table.
 """
 import argparse
@@ -69,6 +74,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=15.0)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--wsync", default=os.path.join(REPO, "build", "cli", "wsync"))
+    ap.add_argument("--mode", choices=("two-way", "auto"), default="two-way")
     a = ap.parse_args()
     base = tempfile.mkdtemp(prefix="twoway-lat-", dir=a.dir)
     src, mnt, btree, bmnt = (os.path.join(base, d) for d in ("src", "mnt", "b", "bmnt"))
@@ -78,13 +84,16 @@ def main():
     try:
         run(a.wsync, "mount", btree, bmnt)
         mounted.append(bmnt)
-        run(a.wsync, "remote", "add", "-C", src, "--mode", "two-way", "b", btree)
+        run(a.wsync, "remote", "add", "-C", src, *(["--mode", a.mode] if a.mode != "auto" else []),
+            "b", btree)
         run(a.wsync, "mount", src, mnt)
         mounted.append(mnt)
         # Settle: the first rounds run at connect.
         warm = b"warm\n"
-        if trial(os.path.join(mnt, "warm"), os.path.join(bmnt, "warm"), warm, a.timeout) is None:
+        first = trial(os.path.join(mnt, "warm"), os.path.join(bmnt, "warm"), warm, a.timeout)
+        if first is None:
             sys.exit("twoway_latency: the pair never synced the first file")
+        print(f"mode {a.mode}: first file after mount {first:.1f} ms")
         dirs = {
             "a->b": (mnt, bmnt),
             "b->a tree": (btree, mnt),

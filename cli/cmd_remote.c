@@ -35,7 +35,11 @@ static const char help[] =
     "                      that is not a project yet becomes one (SRC)\n"
     "  -e, --rsh CMD       (add) reach DEST through CMD instead of ssh\n"
     "      --wsync-path P  (add) the far side's wsync binary\n"
-    "      --mode MODE     (add) replica (default): this side wins, DEST is a copy;\n"
+    "      --mode MODE     (add) auto (default): two-way while DEST's tree is\n"
+    "                      mounted there by its own 'wsync mount', else replica;\n"
+    "                      asked at each connect and every 30 s ('wsync status'\n"
+    "                      shows which runs);\n"
+    "                      replica: this side wins, DEST is a copy;\n"
     "                      safe: one-way, but an edit made at DEST is never\n"
     "                      overwritten: it is kept here as a conflict copy;\n"
     "                      two-way: edits flow both ways, conflicts keep both\n"
@@ -137,7 +141,11 @@ static int remote_add(struct remote_cmd *c, int argc, char **argv)
     remotes_unlock(lock);
     if (r)
         return cli_error("%s", err);
-    printf("added remote %s -> %s\n", c->def.name, c->def.dest);
+    printf("added remote %s -> %s (%s%s)\n", c->def.name, c->def.dest,
+           remote_mode_name(c->def.mode),
+           c->def.mode == REMOTE_MODE_AUTO
+               ? ": two-way while its tree is mounted there by wsync, else replica"
+               : "");
     return notify_daemon(c);
 }
 
@@ -251,7 +259,8 @@ int cmd_remote(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct remote_cmd c = {0};
+    struct remote_cmd c = {.def.mode = REMOTE_MODE_DEFAULT};
+    bool mode_given = false;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "C:e:h", longopts, NULL)) != -1) {
@@ -267,8 +276,9 @@ int cmd_remote(int argc, char **argv)
             break;
         case 'M':
             if (remote_mode_parse(optarg, &c.def.mode) != 0)
-                return cli_usage_error("remote", "unknown mode '%s' (replica, safe or two-way)",
-                                       optarg);
+                return cli_usage_error(
+                    "remote", "unknown mode '%s' (auto, replica, safe or two-way)", optarg);
+            mode_given = true;
             break;
         case 'j':
             c.json = true;
@@ -287,7 +297,7 @@ int cmd_remote(int argc, char **argv)
     char **args = argv + optind + 1;
     int r;
     bool add = strcmp(verb, "add") == 0;
-    if (!add && (c.def.rsh || c.def.wsync_path || c.def.mode != REMOTE_MODE_REPLICA))
+    if (!add && (c.def.rsh || c.def.wsync_path || mode_given))
         return cli_usage_error("remote", "--rsh, --wsync-path and --mode go with add");
     if (c.json && strcmp(verb, "ls") != 0)
         return cli_usage_error("remote", "--json goes with ls");

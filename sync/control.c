@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -197,4 +198,32 @@ int control_request(const char *state_dir, const char *request, char **reply)
     }
     *reply = strbuf_detach(&out);
     return 0;
+}
+
+bool control_daemon_answers(const char *state_dir, int timeout_ms)
+{
+    int dir = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return false;
+    struct sockaddr_un addr;
+    int s = socket_addr(dir, &addr) ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Bounded in every step: connect (a full backlog blocks it) and the
+     * reply (a wedged daemon) both honour these timeouts on AF_UNIX. */
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    bool ok = s >= 0 && setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
+              setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+              connect(s, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+              write_all(s, "pid\n", 4) == 0;
+    close(dir);
+    char buf[32];
+    size_t len = 0;
+    ssize_t n;
+    while (ok && len < sizeof(buf) - 1 && (n = read(s, buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)n;
+    if (s >= 0)
+        close(s);
+    buf[len] = '\0';
+    char *end = buf;
+    long pid = ok && len ? strtol(buf, &end, 10) : 0;
+    return pid > 0 && (*end == '\n' || *end == '\0');
 }

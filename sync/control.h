@@ -9,6 +9,7 @@
 #ifndef WSYNC_CONTROL_H
 #define WSYNC_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct strbuf;
@@ -28,5 +29,11 @@ void control_server_stop(struct control_server *srv);
 /* Send `request` to the daemon whose state dir is `state_dir`; the reply is
  * malloc'ed into *reply.  -errno on failure (ECONNREFUSED/ENOENT: no daemon). */
 int control_request(const char *state_dir, const char *request, char **reply);
+
+/* Is a daemon serving state_dir right now?  True only if its socket
+ * accepts a connection and answers "pid" with a number within timeout_ms;
+ * a stale socket file left by a dead daemon (ECONNREFUSED), a missing one,
+ * or a daemon that does not answer in time is false. */
+bool control_daemon_answers(const char *state_dir, int timeout_ms);
 
 #endif

@@ -7,6 +7,7 @@
  * array without blocking each other for long.
  */
 #include "mirror_set.h"
+#include "mirror_auto.h"
 #include "index.h"
 #include "mirror.h"
 #include "mirror_twoway.h"
@@ -27,7 +28,8 @@
 struct slot {
     struct remote_def def;    /* name NULL for a --mirror DEST */
     struct mirror *m;         /* replica worker, or */
-    struct mirror_twoway *tw; /* two-way or safe worker; both NULL: not started (see note) */
+    struct mirror_twoway *tw; /* two-way or safe worker, or */
+    struct mirror_auto *au;   /* auto controller; all NULL: not started (see note) */
     char note[512];
 };
 
@@ -57,17 +59,21 @@ static int slot_start(struct mirror_set *ms, struct slot *sl, const struct remot
     if (remote_def_copy(&sl->def, def) != 0)
         return snprintf(err, errsize, "out of memory"), -ENOMEM;
     int r;
-    if (def->mode == REMOTE_MODE_REPLICA) {
+    struct mirror_twoway_options o = {.src = ms->src,
+                                      .dest = def->dest,
+                                      .rsh = def->rsh,
+                                      .wsync_path = def->wsync_path,
+                                      .safe = def->mode == REMOTE_MODE_SAFE,
+                                      .log_fd = ms->log_fd,
+                                      .on_applied = ms->on_applied,
+                                      .on_applied_arg = ms->on_applied_arg};
+    if (def->mode == REMOTE_MODE_REPLICA)
         r = mirror_start(ms->src, def->dest, def->rsh, def->wsync_path, ms->log_fd, &sl->m, err,
                          errsize);
-    } else {
-        struct mirror_twoway_options o = {.src = ms->src, .dest = def->dest, .rsh = def->rsh,
-                                          .wsync_path = def->wsync_path,
-                                          .safe = def->mode == REMOTE_MODE_SAFE,
-                                          .log_fd = ms->log_fd, .on_applied = ms->on_applied,
-                                          .on_applied_arg = ms->on_applied_arg};
+    else if (def->mode == REMOTE_MODE_AUTO)
+        r = mirror_auto_start(&o, &sl->au, err, errsize);
+    else
         r = mirror_twoway_start(&o, &sl->tw, err, errsize);
-    }
     if (r) {
         if (def->name) /* a configured remote: listed with its cause */
             snprintf(sl->note, sizeof(sl->note), "not started: %s", err);
@@ -80,7 +86,7 @@ static int slot_start(struct mirror_set *ms, struct slot *sl, const struct remot
 
 static bool slot_running(const struct slot *sl)
 {
-    return sl->m || sl->tw;
+    return sl->m || sl->tw || sl->au;
 }
 
 static void slot_kick(struct slot *sl)
@@ -89,25 +95,52 @@ static void slot_kick(struct slot *sl)
         mirror_kick(sl->m);
     if (sl->tw)
         mirror_twoway_kick(sl->tw);
+    if (sl->au)
+        mirror_auto_kick(sl->au);
 }
 
+/* What kind of worker runs: two_way (ex means something: a two-way or
+ * safe worker, or an auto one running two-way) and an auto slot's choice. */
+struct kind {
+    bool two_way;
+    struct mirror_auto_view view;
+};
+
 static void slot_status(const struct slot *sl, struct mirror_status *st,
-                        struct mirror_twoway_stats *ex)
+                        struct mirror_twoway_stats *ex, struct kind *k)
 {
     memset(ex, 0, sizeof(*ex));
+    memset(k, 0, sizeof(*k));
     if (sl->m)
         mirror_get_status(sl->m, st);
     if (sl->tw)
         mirror_twoway_get_status(sl->tw, st, ex);
+    if (sl->au)
+        mirror_auto_get_status(sl->au, st, ex, &k->view);
+    k->two_way = sl->tw || (sl->au && k->view.decided && k->view.two_way);
+}
+
+/* "two-way", or for auto "auto: two-way, far tree is mounted". */
+static void add_mode(struct strbuf *out, const struct slot *sl, const struct kind *k)
+{
+    strbuf_adds(out, remote_mode_name(sl->def.mode));
+    if (!sl->au)
+        return;
+    if (k->view.decided)
+        strbuf_addf(out, ": %s, %s", k->view.two_way ? "two-way" : "replica", k->view.why);
+    else
+        strbuf_adds(out, ": undecided, the far side has not answered yet");
 }
 
 static void slot_stop(struct slot *sl)
 {
     mirror_stop(sl->m);
     mirror_twoway_stop(sl->tw);
+    mirror_auto_stop(sl->au);
     remote_def_release(&sl->def);
     sl->m = NULL;
     sl->tw = NULL;
+    sl->au = NULL;
 }
 
 static void add_slot(struct mirror_set *ms, const struct slot *sl)
@@ -241,8 +274,8 @@ void mirror_set_reload(struct mirror_set *ms, struct strbuf *reply)
             continue;
         }
         add_slot(ms, &sl);
-        strbuf_addf(reply, "%s %s %s%s%s\n", slot_running(&sl) ? "started" : "listed", sl.def.name, sl.def.dest,
-                    sl.note[0] ? ": " : "", sl.note);
+        strbuf_addf(reply, "%s %s %s%s%s\n", slot_running(&sl) ? "started" : "listed", sl.def.name,
+                    sl.def.dest, sl.note[0] ? ": " : "", sl.note);
     }
     if (reply->len == before)
         strbuf_adds(reply, "unchanged\n");
@@ -282,10 +315,13 @@ static void slot_lag(struct mirror_set *ms, const struct mirror_status *st, uint
 }
 
 static void status_text(struct strbuf *out, const struct slot *sl, const struct mirror_status *st,
-                        const struct mirror_twoway_stats *ex, const struct lag *lag)
+                        const struct mirror_twoway_stats *ex, const struct kind *k,
+                        const struct lag *lag)
 {
-    strbuf_addf(out, "remote:   %s -> %s (%s)\n", sl->def.name ? sl->def.name : "(--mirror)",
-                sl->def.dest, remote_mode_name(sl->def.mode));
+    strbuf_addf(out, "remote:   %s -> %s (", sl->def.name ? sl->def.name : "(--mirror)",
+                sl->def.dest);
+    add_mode(out, sl, k);
+    strbuf_adds(out, ")\n");
     if (!slot_running(sl)) {
         strbuf_addf(out, "          %s\n", sl->note);
         return;
@@ -303,23 +339,22 @@ static void status_text(struct strbuf *out, const struct slot *sl, const struct 
     }
     strbuf_adds(out, ", sent ");
     add_bytes(out, st->bytes_out);
-    strbuf_addf(out, " in %" PRIu64 " %s\n", st->batches, sl->tw ? "rounds" : "batches");
-    if (sl->tw)
-        strbuf_addf(out,
-                    "          pulled %" PRIu64 ", pushed %" PRIu64 " paths, conflicts %" PRIu64
-                    "%s",
-                    ex->pulled, ex->pushed, ex->conflicts,
-                    ex->conflicts ? " (see wsync conflicts)" : "");
-    if (sl->tw && ex->held)
+    strbuf_addf(out, " in %" PRIu64 " %s\n", st->batches, k->two_way ? "rounds" : "batches");
+    if (k->two_way)
+        strbuf_addf(
+            out, "          pulled %" PRIu64 ", pushed %" PRIu64 " paths, conflicts %" PRIu64 "%s",
+            ex->pulled, ex->pushed, ex->conflicts, ex->conflicts ? " (see wsync conflicts)" : "");
+    if (k->two_way && ex->held)
         strbuf_addf(out, ", %" PRIu64 " held back by them", ex->held);
-    if (sl->tw)
+    if (k->two_way)
         strbuf_adds(out, "\n");
     if (st->last_error[0])
         strbuf_addf(out, "          last error: %s\n", st->last_error);
 }
 
 static void status_json(struct strbuf *out, const struct slot *sl, const struct mirror_status *st,
-                        const struct mirror_twoway_stats *ex, const struct lag *lag)
+                        const struct mirror_twoway_stats *ex, const struct kind *k,
+                        const struct lag *lag)
 {
     strbuf_adds(out, "{\"name\":");
     if (sl->def.name)
@@ -331,7 +366,13 @@ static void status_json(struct strbuf *out, const struct slot *sl, const struct 
     strbuf_addf(out, ",\"origin\":\"%s\",\"mode\":\"%s\",\"running\":%s",
                 sl->def.name ? "config" : "option", remote_mode_name(sl->def.mode),
                 slot_running(sl) ? "true" : "false");
-    if (sl->tw)
+    if (sl->au) /* what auto runs now: "two-way", "replica", or null before the first answer */
+        strbuf_addf(out, ",\"auto\":%s,\"auto_why\":\"%s\",\"auto_switches\":%" PRIu64,
+                    !k->view.decided  ? "null"
+                    : k->view.two_way ? "\"two-way\""
+                                      : "\"replica\"",
+                    k->view.why, k->view.switches);
+    if (k->two_way)
         strbuf_addf(out,
                     ",\"rounds\":%" PRIu64 ",\"pulled\":%" PRIu64 ",\"pushed\":%" PRIu64
                     ",\"conflicts\":%" PRIu64 ",\"held\":%" PRIu64,
@@ -372,17 +413,18 @@ void mirror_set_status(struct mirror_set *ms, struct strbuf *out, bool json)
         const struct slot *sl = &ms->slots[i];
         struct mirror_status st = {0};
         struct mirror_twoway_stats ex = {0};
+        struct kind k = {0};
         struct lag lag = {.head = head};
         if (slot_running(sl)) {
-            slot_status(sl, &st, &ex);
+            slot_status(sl, &st, &ex, &k);
             slot_lag(ms, &st, head, &lag);
         }
         if (json) {
             if (i)
                 strbuf_adds(out, ",");
-            status_json(out, sl, &st, &ex, &lag);
+            status_json(out, sl, &st, &ex, &k, &lag);
         } else {
-            status_text(out, sl, &st, &ex, &lag);
+            status_text(out, sl, &st, &ex, &k, &lag);
         }
     }
     if (json)
@@ -410,12 +452,15 @@ bool mirror_set_flush(struct mirror_set *ms, int timeout_ms, struct strbuf *repo
         clock_gettime(CLOCK_MONOTONIC, &t);
         long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
         int left = spent >= timeout_ms ? 0 : timeout_ms - (int)spent;
-        if (sl->m ? mirror_flush(sl->m, head, left) : mirror_twoway_flush(sl->tw, head, left))
+        if (sl->m    ? mirror_flush(sl->m, head, left)
+            : sl->tw ? mirror_twoway_flush(sl->tw, head, left)
+                     : mirror_auto_flush(sl->au, head, left))
             continue;
         all = false;
         struct mirror_status st;
         struct mirror_twoway_stats ex;
-        slot_status(sl, &st, &ex);
+        struct kind k;
+        slot_status(sl, &st, &ex, &k);
         strbuf_addf(report, "unflushed %s %s: %s\n", sl->def.name ? sl->def.name : "(--mirror)",
                     sl->def.dest, st.last_error[0] ? st.last_error : "not acknowledged in time");
     }
@@ -433,6 +478,8 @@ void mirror_set_stop(struct mirror_set *ms)
             mirror_ask_stop(ms->slots[i].m);
         if (ms->slots[i].tw)
             mirror_twoway_ask_stop(ms->slots[i].tw);
+        if (ms->slots[i].au)
+            mirror_auto_ask_stop(ms->slots[i].au);
     }
     while (ms->n)
         remove_slot(ms, ms->n - 1);

@@ -32,8 +32,9 @@ struct mirror_set_options {
 
 /* Start a worker for every --mirror DEST and every configured remote.  A
  * bad DEST or config file fails it (-errno, err names the file and line).
- * A replica remote gets a mirror.h worker, a two-way or safe one a
- * mirror_twoway.h worker. */
+ * A replica remote (and every --mirror DEST) gets a mirror.h worker, a
+ * two-way or safe one a mirror_twoway.h worker, an auto one a
+ * mirror_auto.h controller that runs either. */
 int mirror_set_start(const struct mirror_set_options *opt, struct mirror_set **out, char *err,
                      size_t errsize);
 

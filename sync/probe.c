@@ -1,5 +1,6 @@
 /* probe.c — see probe.h. */
 #include "probe.h"
+#include "control.h"
 #include "message.h"
 #include "wire.h"
 
@@ -15,6 +16,10 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A live daemon answers "pid" from memory at once; a wedged one must not
+ * hold the probe (whose client waits a few seconds in all). */
+#define MOUNT_CHECK_MS 1000
 
 #ifndef WSYNC_VERSION
 #define WSYNC_VERSION "unknown"
@@ -94,10 +99,14 @@ int probe_serve(const char *root, int in_fd, int out_fd, char *err, size_t errsi
     int64_t avail;
     bool writable;
     root_facts(root, &state, &avail, &writable);
+    char ctl_dir[PATH_MAX];
+    snprintf(ctl_dir, sizeof(ctl_dir), "%s/.wsync", root);
+    bool mounted = control_daemon_answers(ctl_dir, MOUNT_CHECK_MS);
     fprintf(stderr,
             PROBE_LINE_PREFIX "version=%s protocol=%u time_ns=%" PRId64 " root=%s avail=%" PRId64
-                              " writable=%d\n",
-            WSYNC_VERSION, (unsigned)WIRE_PROTOCOL_VERSION, realtime_ns(), state, avail, writable);
+                              " writable=%d mounted=%d\n",
+            WSYNC_VERSION, (unsigned)WIRE_PROTOCOL_VERSION, realtime_ns(), state, avail, writable,
+            mounted);
     fflush(stderr);
     struct msg mine = {.type = MSG_HELLO, .hello = {.role = MSG_ROLE_RECEIVER}};
     r = wire_send(w, &mine, err, errsize);
@@ -122,11 +131,14 @@ static bool parse_facts(const char *line, struct probe_result *res)
     char version[65] = "", state[16] = "";
     unsigned proto;
     long long t, avail;
-    int writable;
-    if (sscanf(line + strlen(PROBE_LINE_PREFIX),
-               "version=%64s protocol=%u time_ns=%lld root=%15s avail=%lld writable=%d", version,
-               &proto, &t, state, &avail, &writable) != 6)
+    int writable, mounted = -1;
+    int got = sscanf(line + strlen(PROBE_LINE_PREFIX),
+                     "version=%64s protocol=%u time_ns=%lld root=%15s avail=%lld writable=%d "
+                     "mounted=%d",
+                     version, &proto, &t, state, &avail, &writable, &mounted);
+    if (got < 6)
         return false;
+    res->far_mounted = got == 7 ? mounted != 0 : -1;
     res->have_facts = true;
     res->far_time_ns = t;
     res->avail_bytes = avail;
@@ -164,7 +176,7 @@ static void read_far_stderr(int fd, struct probe_result *res)
 int probe_far_side(const struct dest *d, const char *rsh, const char *wsync_path, int timeout_ms,
                    struct probe_result *res, char *err, size_t errsize)
 {
-    *res = (struct probe_result){.avail_bytes = -1, .exit_status = -1};
+    *res = (struct probe_result){.avail_bytes = -1, .exit_status = -1, .far_mounted = -1};
     err[0] = '\0';
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) < 0) {

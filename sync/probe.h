@@ -7,9 +7,12 @@
  * The far side changes nothing: it does not create ROOT, open an index or
  * scan.  Besides its HELLO it writes one text line to its stderr,
  *
- *     wsync-probe: version=V protocol=N time_ns=T root=STATE avail=BYTES writable=0|1
+ *     wsync-probe: version=V protocol=N time_ns=T root=STATE avail=BYTES writable=0|1 mounted=0|1
  *
- * (STATE: dir, missing, notdir), sampled just before its HELLO is sent.  The
+ * (STATE: dir, missing, notdir), sampled just before its HELLO is sent.
+ * mounted=1: ROOT is the SRC of a `wsync mount` running there (its
+ * control socket answered); an `auto` remote runs two-way then.  Far sides
+ * older than that fact leave it out, which reads as "not mounted".  The
  * line goes to stderr, not into the protocol stream, so that adding facts
  * never changes the protocol; a far side too old to know --probe says so on
  * stderr and exits 2, which the client reports as such.
@@ -37,6 +40,8 @@ struct probe_result {
     int64_t avail_bytes;   /* free to an unprivileged user at ROOT (or its
                               nearest existing parent); -1 unknown */
     bool writable;         /* ROOT (or that parent) is writable there */
+    int far_mounted;       /* 1: a wsync mount runs on ROOT there; 0: none;
+                              -1: not said (a far side older than the fact) */
     int exit_status;       /* of the rsh/serve child; 127: could not be run */
     char far_stderr[1024]; /* what else the far side printed, trimmed */
 };

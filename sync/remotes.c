@@ -24,11 +24,12 @@ static const char *const mode_names[] = {
     [REMOTE_MODE_REPLICA] = "replica",
     [REMOTE_MODE_SAFE] = "safe",
     [REMOTE_MODE_TWO_WAY] = "two-way",
+    [REMOTE_MODE_AUTO] = "auto",
 };
 
 const char *remote_mode_name(enum remote_mode mode)
 {
-    return mode <= REMOTE_MODE_TWO_WAY ? mode_names[mode] : "?";
+    return mode <= REMOTE_MODE_AUTO ? mode_names[mode] : "?";
 }
 
 int remote_mode_parse(const char *text, enum remote_mode *out)
@@ -139,7 +140,7 @@ int remotes_add(struct remotes *r, const struct remote_def *def, char *err, size
                             "spaces at either end",
                             names[i], fields[i] ? fields[i] : "", def->name),
                    -EINVAL;
-    if (def->mode > REMOTE_MODE_TWO_WAY)
+    if (def->mode > REMOTE_MODE_AUTO)
         return snprintf(err, errsize, "bad mode for remote '%s'", def->name), -EINVAL;
     if (r->n == REMOTES_MAX)
         return snprintf(err, errsize, "at most %d remotes", REMOTES_MAX), -ENOSPC;
@@ -230,7 +231,7 @@ static int set_key(struct parser *p, struct section *s, const char *key, const c
             return perr(p, "'mode' given twice for remote '%s'%s", s->d.name, "");
         s->has_mode = true;
         if (remote_mode_parse(value, &s->d.mode) != 0)
-            return perr(p, "unknown mode '%s' (replica, safe or two-way)%s", value, "");
+            return perr(p, "unknown mode '%s' (auto, replica, safe or two-way)%s", value, "");
         return 0;
     }
     if (!slot)
@@ -263,7 +264,9 @@ static int parse_line(struct parser *p, char *line, struct section *s, struct re
         for (size_t i = 0; i < out->n; i++)
             if (strcmp(out->v[i].name, name) == 0)
                 return perr(p, "remote '%s' defined twice%s", name, "");
-        *s = (struct section){.d = {.name = strdup(name)}, .line = p->line, .open = true};
+        *s = (struct section){.d = {.name = strdup(name), .mode = REMOTE_MODE_DEFAULT},
+                              .line = p->line,
+                              .open = true};
         return s->d.name ? 0 : -ENOMEM;
     }
     char *eq = strchr(t, '=');

@@ -11,7 +11,8 @@
  *     wsync-path = /opt/wsync/bin/wsync
  *     mode = replica
  *
- * `dest` is required; the others are optional (mode defaults to replica).
+ * `dest` is required; the others are optional (mode defaults to auto; a
+ * file written before auto existed says `mode = replica` and keeps it).
  * Anything else (an unknown key or section, a duplicate, a bad name or
  * mode) is refused with "FILE:LINE: cause".  Saving writes a temporary file,
  * fsyncs it and renames it over the old one, so a reader sees the old
@@ -27,10 +28,14 @@
 #define REMOTES_MAX       16
 #define REMOTE_NAME_MAX   64
 
-/* How a remote is kept: only replica (this side wins, the far side is a
- * copy) is implemented; safe and two-way are reserved for conflict
- * handling and parse, so a config written for them is not misread. */
-enum remote_mode { REMOTE_MODE_REPLICA, REMOTE_MODE_SAFE, REMOTE_MODE_TWO_WAY };
+/* How a remote is kept: replica (this side wins, the far side is a copy),
+ * safe (one-way, a far edit is kept as a conflict copy, never
+ * overwritten), two-way (edits flow both ways), or auto: two-way when the
+ * far tree is the SRC of a running `wsync mount` there, else replica,
+ * decided per session (mirror_auto.h).  Auto is what `remote add` and a
+ * section without a `mode =` line mean. */
+enum remote_mode { REMOTE_MODE_REPLICA, REMOTE_MODE_SAFE, REMOTE_MODE_TWO_WAY, REMOTE_MODE_AUTO };
+#define REMOTE_MODE_DEFAULT REMOTE_MODE_AUTO
 
 struct remote_def {
     char *name;       /* [A-Za-z0-9][A-Za-z0-9._-]*, at most REMOTE_NAME_MAX */
@@ -80,7 +85,7 @@ bool remote_def_equal(const struct remote_def *a, const struct remote_def *b);
 void remotes_release(struct remotes *r);
 
 const char *remote_mode_name(enum remote_mode mode);
-/* -EINVAL for anything but replica, safe, two-way. */
+/* -EINVAL for anything but replica, safe, two-way, auto. */
 int remote_mode_parse(const char *text, enum remote_mode *out);
 
 #endif

@@ -34,20 +34,6 @@ static void teardown(void)
     wm_teardown(&m);
 }
 
-/* Run `wsync doctor ARGS` (stdout and stderr together); returns the status. */
-static int doctor(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int doctor(char **out, const char *fmt, ...)
-{
-    char args[4 * PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    int st;
-    *out = wm_sh_out(&st, "'%s' doctor %s 2>&1", wm_bin(), args);
-    return st;
-}
-
 #define ASSERT_HAS(text, needle)                                                                   \
     ck_assert_msg(strstr((text), (needle)), "output lacks '%s':\n%s", (needle), (text))
 
@@ -87,7 +73,7 @@ static void receiver_hello(struct msg_buf *b, const char *tool, unsigned proto)
 START_TEST(missing_fuse_device_is_a_failure_with_a_fix)
 {
     char *out;
-    int st = doctor(&out, "--fuse-device %s/no-fuse", m.root);
+    int st = wm_wsync(&out, "doctor --fuse-device %s/no-fuse", m.root);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     ASSERT_HAS(out, "FAIL  ");
     ASSERT_HAS(out, "/no-fuse does not exist");
@@ -106,7 +92,7 @@ START_TEST(healthy_local_far_side)
 {
     char dest[PATH_MAX + 16], *out;
     snprintf(dest, sizeof(dest), "%s/replica", m.root);
-    int st = doctor(&out, "--json --src %s --mnt %s %s", m.src, m.mnt, dest);
+    int st = wm_wsync(&out, "doctor --json --src %s --mnt %s %s", m.src, m.mnt, dest);
     ck_assert_msg(strstr(out, "{\"check\":\"fuse-device\",\"status\":\"ok\""),
                   "this test needs a usable /dev/fuse:\n%s", out);
     ck_assert_msg(st == 0, "exit %d:\n%s", st, out);
@@ -130,7 +116,7 @@ START_TEST(wrong_far_side_version_names_both)
     fake_far_side(script, sizeof(script), &b, "");
     msg_buf_release(&b);
     snprintf(dest, sizeof(dest), "%s/replica", m.root);
-    int st = doctor(&out, "--wsync-path %s %s", script, dest);
+    int st = wm_wsync(&out, "doctor --wsync-path %s %s", script, dest);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     char ours[128];
     snprintf(ours, sizeof(ours), "version %u (wsync %s)", WIRE_PROTOCOL_VERSION, version);
@@ -160,7 +146,7 @@ START_TEST(same_protocol_other_release_is_a_warning)
                   "wsync-probe: version=0.0.1-old protocol=1 time_ns=1 root=dir avail=1024 "
                   "writable=1");
     msg_buf_release(&b);
-    int st = doctor(&out, "--wsync-path %s /srv/proj", script);
+    int st = wm_wsync(&out, "doctor --wsync-path %s /srv/proj", script);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out); /* the full disk fails */
     ASSERT_HAS(out, "warn  /srv/proj: wsync 0.0.1-old there");
     ASSERT_HAS(out, "clock is");
@@ -182,14 +168,14 @@ START_TEST(far_side_without_probe_or_wsync)
     fclose(f);
     chmod(script, 0755);
     snprintf(dest, sizeof(dest), "%s/replica", m.root);
-    int st = doctor(&out, "--wsync-path %s %s", script, dest);
+    int st = wm_wsync(&out, "doctor --wsync-path %s %s", script, dest);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     ASSERT_HAS(out, "unrecognized option '--probe'");
     ASSERT_HAS(out, "older than this one (it lacks 'serve --probe')");
     ASSERT_HAS(out, "fix: install this wsync");
     free(out);
 
-    st = doctor(&out, "--wsync-path %s/missing-wsync %s", m.root, dest);
+    st = wm_wsync(&out, "doctor --wsync-path %s/missing-wsync %s", m.root, dest);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     ASSERT_HAS(out, "cannot run");
     ASSERT_HAS(out, "or give --wsync-path");
@@ -208,7 +194,7 @@ START_TEST(stale_mount_is_named_with_its_fix)
     ck_assert_int_eq(kill(pid, SIGKILL), 0); /* the daemon this test started */
     for (int i = 0; i < 5000 && kill(pid, 0) == 0; i++)
         usleep(1000);
-    int st = doctor(&out, "--mnt %s", m.mnt);
+    int st = wm_wsync(&out, "doctor --mnt %s", m.mnt);
     ck_assert_msg(st == 1, "exit %d:\n%s", st, out);
     char want[PATH_MAX + 64];
     snprintf(want, sizeof(want), "fix: wsync unmount %s", m.mnt);
@@ -247,10 +233,10 @@ END_TEST
 START_TEST(usage_errors_exit_2)
 {
     char *out;
-    int st = doctor(&out, "--bogus");
+    int st = wm_wsync(&out, "doctor --bogus");
     ck_assert_int_eq(st, 2);
     free(out);
-    st = doctor(&out, "--timeout nope");
+    st = wm_wsync(&out, "doctor --timeout nope");
     ck_assert_int_eq(st, 2);
     ASSERT_HAS(out, "--timeout wants seconds");
     free(out);

@@ -171,7 +171,7 @@ START_TEST(remote_add_ls_rm_picked_up_by_a_running_mount)
     snprintf(args, sizeof(args), "remote ls --json -C '%s'", m.mnt);
     ck_assert_int_eq(wsync_in("/", &out, args), 0);
     ck_assert_msg(strstr(out, "\"name\":\"r1\"") && strstr(out, "\"name\":\"r2\"") &&
-                      strstr(out, "\"mode\":\"replica\""),
+                      strstr(out, "\"mode\":\"auto\""), /* the default of remote add */
                   "%s", out);
     free(out);
     /* A duplicate name is refused and changes nothing. */

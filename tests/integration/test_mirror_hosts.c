@@ -46,12 +46,14 @@ static void teardown(void)
     hosts_teardown(&h);
 }
 
-/* Remotes B and C in SRC's config, then mount: the mount starts both. */
+/* Remotes B and C in SRC's config, then mount: the mount starts both.
+ * Replica by name: B mounts its tree, which would make an auto remote
+ * (the default) two-way; these tests are about the replica worker. */
 static void mount_a(void)
 {
     for (int i = 1; i <= 2; i++)
-        wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' %s '%s'", m.src, h.rsh,
-                    wm_bin(), i == 1 ? "b" : "c", dest[i]);
+        wm_wsync_ok("remote add -C '%s' --rsh '%s' --wsync-path '%s' --mode replica %s '%s'", m.src,
+                    h.rsh, wm_bin(), i == 1 ? "b" : "c", dest[i]);
     wm_wsync_ok("mount '%s' '%s'", m.src, m.mnt);
     m.mounted = true;
 }

@@ -30,20 +30,6 @@ static void teardown(void)
     wm_teardown(&m);
 }
 
-/* Run `wsync ARGS` with stderr captured; returns exit status, *err the text. */
-static int wsync_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int wsync_err(char **err, const char *fmt, ...)
-{
-    char args[2 * PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    int st;
-    *err = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
-    return st;
-}
-
 static bool is_mounted(const char *mnt)
 {
     struct mount_info mi;
@@ -59,51 +45,51 @@ static bool not_mounted(void *arg)
     return !is_mounted(arg);
 }
 
-#define ASSERT_ERR(status, want_status, text, needle)                                          \
-    do {                                                                                       \
-        ck_assert_msg((status) == (want_status), "exit %d, want %d; output: %s", (status),     \
-                      (want_status), (text));                                                  \
-        ck_assert_msg(strstr((text), (needle)), "output lacks '%s': %s", (needle), (text));    \
+#define ASSERT_ERR(status, want_status, text, needle)                                              \
+    do {                                                                                           \
+        ck_assert_msg((status) == (want_status), "exit %d, want %d; output: %s", (status),         \
+                      (want_status), (text));                                                      \
+        ck_assert_msg(strstr((text), (needle)), "output lacks '%s': %s", (needle), (text));        \
     } while (0)
 
 START_TEST(errors_name_the_cause)
 {
     char *out, p[PATH_MAX];
-    int st = wsync_err(&out, "mount %s/nope %s", m.root, m.mnt);
+    int st = wm_wsync(&out, "mount %s/nope %s", m.root, m.mnt);
     ASSERT_ERR(st, 1, out, "No such file or directory");
     ck_assert_ptr_nonnull(strstr(out, "/nope"));
     free(out);
 
     wm_path(p, sizeof(p), m.root, "file");
     wm_write(p, "x");
-    st = wsync_err(&out, "mount %s %s", p, m.mnt);
+    st = wm_wsync(&out, "mount %s %s", p, m.mnt);
     ASSERT_ERR(st, 1, out, "is not a directory");
     free(out);
 
-    st = wsync_err(&out, "mount %s %s/missing", m.src, m.root);
+    st = wm_wsync(&out, "mount %s %s/missing", m.src, m.root);
     ASSERT_ERR(st, 1, out, "does not exist");
     free(out);
 
     wm_path(p, sizeof(p), m.mnt, "occupant");
     wm_write(p, "x");
-    st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ASSERT_ERR(st, 1, out, "is not empty");
     unlink(p);
     free(out);
 
     wm_path(p, sizeof(p), m.src, "inner");
     mkdir(p, 0755);
-    st = wsync_err(&out, "mount %s %s", m.src, p);
+    st = wm_wsync(&out, "mount %s %s", m.src, p);
     ASSERT_ERR(st, 1, out, "overlap");
     free(out);
 
-    st = wsync_err(&out, "mount %s", m.src);
+    st = wm_wsync(&out, "mount %s", m.src);
     ASSERT_ERR(st, 2, out, "expected SRC and MNT");
     free(out);
-    st = wsync_err(&out, "mount --bogus %s %s", m.src, m.mnt);
+    st = wm_wsync(&out, "mount --bogus %s %s", m.src, m.mnt);
     ck_assert_int_eq(st, 2);
     free(out);
-    st = wsync_err(&out, "frobnicate");
+    st = wm_wsync(&out, "frobnicate");
     ASSERT_ERR(st, 2, out, "unknown command");
     free(out);
     ck_assert(!is_mounted(m.mnt));
@@ -115,8 +101,8 @@ START_TEST(fuse_device_missing_or_forbidden)
     char *out;
     int st = wm_sh("true");
     ck_assert_int_eq(st, 0);
-    out = wm_sh_out(&st, "WSYNC_FUSE_DEVICE=%s/no-fuse '%s' mount %s %s 2>&1", m.root,
-                    wm_bin(), m.src, m.mnt);
+    out = wm_sh_out(&st, "WSYNC_FUSE_DEVICE=%s/no-fuse '%s' mount %s %s 2>&1", m.root, wm_bin(),
+                    m.src, m.mnt);
     ASSERT_ERR(st, 1, out, "no-fuse does not exist");
     free(out);
     /* A real unprivileged user: /dev/fuse is root-only on this machine. */
@@ -141,7 +127,7 @@ START_TEST(ready_on_return_and_already_mounted)
     char p[PATH_MAX], *out;
     wm_path(p, sizeof(p), m.src, "pre-existing");
     wm_write(p, "here");
-    int st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    int st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ck_assert_msg(st == 0, "mount failed: %s", out);
     free(out);
     m.mounted = true;
@@ -151,24 +137,24 @@ START_TEST(ready_on_return_and_already_mounted)
     ck_assert_str_eq(got, "here");
     free(got);
 
-    st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ASSERT_ERR(st, 1, out, "already a wsync mount");
     free(out);
     /* The same SRC at a second mount point is refused by the daemon lock. */
     char mnt2[PATH_MAX];
     wm_path(mnt2, sizeof(mnt2), m.root, "mnt2");
     mkdir(mnt2, 0755);
-    st = wsync_err(&out, "mount %s %s", m.src, mnt2);
+    st = wm_wsync(&out, "mount %s %s", m.src, mnt2);
     ASSERT_ERR(st, 1, out, "already served");
     free(out);
     ck_assert(!is_mounted(mnt2));
 
-    st = wsync_err(&out, "unmount %s", m.mnt);
+    st = wm_wsync(&out, "unmount %s", m.mnt);
     ck_assert_msg(st == 0, "unmount failed: %s", out);
     free(out);
     m.mounted = false;
     ck_assert(!is_mounted(m.mnt));
-    st = wsync_err(&out, "unmount %s", m.mnt);
+    st = wm_wsync(&out, "unmount %s", m.mnt);
     ASSERT_ERR(st, 1, out, "is not mounted");
     free(out);
 }
@@ -196,7 +182,7 @@ START_TEST(sigterm_unmounts_cleanly)
     ck_assert_msg(kill(pid, 0) == -1 && errno == ESRCH, "daemon %d did not exit", pid);
     /* The socket was removed and a new mount works at once. */
     char *out;
-    int st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    int st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ck_assert_msg(st == 0, "remount failed: %s", out);
     free(out);
     m.mounted = true;
@@ -238,7 +224,7 @@ START_TEST(busy_then_lazy_and_stale_mounts)
     wm_write(p, "x");
     int fd = open(p, O_RDONLY);
     ck_assert_int_ge(fd, 0);
-    int st = wsync_err(&out, "unmount %s", m.mnt);
+    int st = wm_wsync(&out, "unmount %s", m.mnt);
     ASSERT_ERR(st, 1, out, "busy");
     free(out);
     ck_assert(is_mounted(m.mnt));
@@ -251,16 +237,16 @@ START_TEST(busy_then_lazy_and_stale_mounts)
     kill(pid, SIGKILL);
     for (int i = 0; i < 5000 && kill(pid, 0) == 0; i++)
         usleep(1000);
-    st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "stale") || strstr(out, "already"), "%s", out);
     free(out);
-    st = wsync_err(&out, "unmount %s", m.mnt);
+    st = wm_wsync(&out, "unmount %s", m.mnt);
     ck_assert_msg(st == 0, "unmount of a dead mount failed: %s", out);
     free(out);
     m.mounted = false;
     ck_assert(!is_mounted(m.mnt));
-    st = wsync_err(&out, "mount %s %s", m.src, m.mnt);
+    st = wm_wsync(&out, "mount %s %s", m.src, m.mnt);
     ck_assert_msg(st == 0, "mount after a crash failed: %s", out);
     free(out);
     m.mounted = true;
@@ -301,8 +287,7 @@ static void create_as(const char *dir, const char *name, uid_t uid, gid_t gid, s
     }
     int status;
     waitpid(pid, &status, 0);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "create %s as %d failed", p,
-                  uid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "create %s as %d failed", p, uid);
     ck_assert_int_eq(lstat(p, out), 0);
 }
 
@@ -373,8 +358,8 @@ START_TEST(allow_other_by_default_for_root)
     wm_teardown(&m);
     wm_setup(&m, "--no-allow-other");
     chmod(m.root, 0755);
-    int st = wm_sh("setpriv --reuid=65534 --regid=65534 --clear-groups ls '%s' >/dev/null 2>&1",
-                   m.mnt);
+    int st =
+        wm_sh("setpriv --reuid=65534 --regid=65534 --clear-groups ls '%s' >/dev/null 2>&1", m.mnt);
     ck_assert_int_ne(st, 0);
 }
 END_TEST
@@ -385,14 +370,14 @@ START_TEST(every_command_has_help)
                           "push",  "verify",  "serve",  "remote"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         char *out;
-        int st = wsync_err(&out, "%s --help", cmds[i]);
+        int st = wm_wsync(&out, "%s --help", cmds[i]);
         ck_assert_msg(st == 0, "%s --help exit %d", cmds[i], st);
         ck_assert_msg(strstr(out, "usage: wsync") && strstr(out, "Example"),
                       "%s --help lacks usage or examples", cmds[i]);
         free(out);
     }
     char *out;
-    ck_assert_int_eq(wsync_err(&out, "--version"), 0);
+    ck_assert_int_eq(wm_wsync(&out, "--version"), 0);
     ck_assert_ptr_nonnull(strstr(out, "wsync "));
     free(out);
 }

@@ -49,7 +49,7 @@ static const char *root_suffix(const struct wmount *m)
     return dash ? dash + 1 : m->root;
 }
 
-static void start_guard(const struct wmount *m)
+bool wm_fork_guard(void)
 {
     int p[2];
     ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0); /* no daemon may inherit the write end */
@@ -57,7 +57,7 @@ static void start_guard(const struct wmount *m)
     ck_assert_int_ge(pid, 0);
     if (pid > 0) {
         close(p[0]); /* the write end stays open, unused, until we end */
-        return;
+        return false;
     }
     /* Guard: detached from the test's output so meson never waits for it. */
     close(p[1]);
@@ -72,6 +72,13 @@ static void start_guard(const struct wmount *m)
     char c;
     while (read(p[0], &c, 1) != 0 && errno == EINTR)
         ;
+    return true;
+}
+
+static void start_guard(const struct wmount *m)
+{
+    if (!wm_fork_guard())
+        return;
     /* Every mount point under the tree, deepest first: a test may have
      * mounted more than MNT (a far host's own `wsync mount`, a tmpfs).
      * Then the network namespaces wm_netns made for this tree (their names
@@ -189,18 +196,60 @@ char *wm_sh_out(int *status, const char *fmt, ...)
     return out;
 }
 
-void wm_wsync_ok(const char *fmt, ...)
+static int vwsync(char **out, const char *fmt, va_list ap, char **args_out)
+{
+    char *args;
+    ck_assert(vasprintf(&args, fmt, ap) >= 0);
+    int st;
+    *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
+    *args_out = args;
+    return st;
+}
+
+int wm_wsync(char **out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     char *args;
-    ck_assert(vasprintf(&args, fmt, ap) >= 0);
+    int st = vwsync(out, fmt, ap, &args);
     va_end(ap);
-    int st;
-    char *out = wm_sh_out(&st, "'%s' %s 2>&1", wm_bin(), args);
+    free(args);
+    return st;
+}
+
+void wm_wsync_ok(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *args, *out;
+    int st = vwsync(&out, fmt, ap, &args);
+    va_end(ap);
     ck_assert_msg(st == 0, "wsync %s: exit %d: %s", args, st, out);
     free(out);
     free(args);
+}
+
+void wm_put(const char *root, const char *rel, const char *data)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    wm_sh("mkdir -p \"$(dirname '%s')\"", p);
+    wm_write(p, data);
+}
+
+void wm_appears(const char *root, const char *rel, const char *want, int timeout_ms)
+{
+    char p[PATH_MAX];
+    wm_path(p, sizeof(p), root, rel);
+    ck_assert_msg(wm_poll_content(p, want, timeout_ms), "%s never became %s", p, want);
+}
+
+int wm_conflict_copies(const char *dir, const char *stem)
+{
+    char *out = wm_sh_out(NULL, "ls -a '%s' | grep -cF '%s.conflict-'", dir, stem);
+    int n = atoi(out);
+    free(out);
+    return n;
 }
 
 void wm_write(const char *path, const char *data)

@@ -56,9 +56,28 @@ int wm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * *status gets the exit status if status is not NULL. */
 char *wm_sh_out(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Run `wsync ARGS` (the binary under test); assert it exits 0, quoting its
- * output if not. */
+/* Run `wsync ARGS` (the binary under test); *out gets its stdout and
+ * stderr together (malloc'ed).  Returns its exit status. */
+int wm_wsync(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Run `wsync ARGS`; assert it exits 0, quoting its output if not. */
 void wm_wsync_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Fork a guard process.  Returns false at once in the test process.  In
+ * the guard (detached: its own session, stdio on /dev/null, no inherited
+ * fds) it returns true only once the test process has ended, however it
+ * ended: check _exits a failed test, skipping its teardown.  The guard then
+ * removes what the test left and exits. */
+bool wm_fork_guard(void);
+
+/* Write root/rel, making its parent directories first. */
+void wm_put(const char *root, const char *rel, const char *data);
+
+/* Poll (bounded) until root/rel holds exactly want; fail naming it if not. */
+void wm_appears(const char *root, const char *rel, const char *want, int timeout_ms);
+
+/* How many conflict copies of stem (STEM.conflict-*) dir holds. */
+int wm_conflict_copies(const char *dir, const char *stem);
 
 /* Whole-file helpers; read returns malloc'ed contents or NULL (errno set). */
 void wm_write(const char *path, const char *data);

@@ -40,26 +40,8 @@ static char *cleanup_cmd(const struct whosts *h)
  * removes what is left. */
 static void start_guard(const struct whosts *h)
 {
-    int p[2];
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid > 0) {
-        close(p[0]);
+    if (!wm_fork_guard())
         return;
-    }
-    close(p[1]);
-    setsid();
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != p[0])
-            close(fd);
-    char c;
-    while (read(p[0], &c, 1) != 0 && errno == EINTR)
-        ;
     char *cmd = cleanup_cmd(h);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);

@@ -40,7 +40,7 @@ START_TEST(parses_every_key_comments_and_spaces)
     ck_assert_str_eq(rs.v[1].name, "b");
     ck_assert_str_eq(rs.v[1].dest, "/abs/b");
     ck_assert_ptr_null(rs.v[1].rsh);
-    ck_assert_int_eq(rs.v[1].mode, REMOTE_MODE_REPLICA);
+    ck_assert_int_eq(rs.v[1].mode, REMOTE_MODE_AUTO); /* no mode line: the default */
     ck_assert_ptr_nonnull(remotes_find(&rs, "b"));
     ck_assert_ptr_null(remotes_find(&rs, "c"));
     remotes_release(&rs);
@@ -89,8 +89,7 @@ START_TEST(nul_byte_is_refused)
     struct remotes rs;
     char err[256];
     const char text[] = "[remote a]\ndest = /x\0\n";
-    ck_assert_int_eq(remotes_parse(text, sizeof(text) - 1, "cfg", &rs, err, sizeof(err)),
-                     -EINVAL);
+    ck_assert_int_eq(remotes_parse(text, sizeof(text) - 1, "cfg", &rs, err, sizeof(err)), -EINVAL);
     ck_assert_msg(strstr(err, "cfg:2: a NUL byte"), "%s", err);
 }
 END_TEST
@@ -130,8 +129,11 @@ START_TEST(save_then_load_round_trips_and_leaves_no_temp)
     char err[1024];
     ck_assert_int_eq(remotes_load(dir, &back, err, sizeof(err)), 0); /* no file: empty */
     ck_assert_uint_eq(back.n, 0);
-    struct remote_def a = {.name = "a", .dest = "host:/p", .rsh = "nsenter --net=/run/netns/x",
-                           .wsync_path = "/bin/wsync", .mode = REMOTE_MODE_SAFE};
+    struct remote_def a = {.name = "a",
+                           .dest = "host:/p",
+                           .rsh = "nsenter --net=/run/netns/x",
+                           .wsync_path = "/bin/wsync",
+                           .mode = REMOTE_MODE_SAFE};
     struct remote_def b = {.name = "b.2_x-y", .dest = "/abs"};
     ck_assert_int_eq(remotes_add(&rs, &a, err, sizeof(err)), 0);
     ck_assert_int_eq(remotes_add(&rs, &b, err, sizeof(err)), 0);
@@ -157,6 +159,46 @@ START_TEST(save_then_load_round_trips_and_leaves_no_temp)
 }
 END_TEST
 
+/* auto is the default of a section without `mode =`; a file that says
+ * replica (every file `remote add` wrote before auto existed) keeps it;
+ * and every mode, auto included, survives a save and a load. */
+START_TEST(auto_is_the_default_and_replica_stays_replica)
+{
+    struct remotes rs, back;
+    char err[1024] = "";
+    const char *text = "[remote old]\ndest = /o\nmode = replica\n"
+                       "[remote new]\ndest = /n\n"
+                       "[remote said]\ndest = /s\nmode = auto\n";
+    ck_assert_msg(parse(text, &rs, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(rs.n, 3);
+    ck_assert_int_eq(rs.v[0].mode, REMOTE_MODE_REPLICA);
+    ck_assert_int_eq(rs.v[1].mode, REMOTE_MODE_AUTO);
+    ck_assert_int_eq(rs.v[2].mode, REMOTE_MODE_AUTO);
+    struct remote_def tw = {.name = "tw", .dest = "/t", .mode = REMOTE_MODE_TWO_WAY};
+    ck_assert_int_eq(remotes_add(&rs, &tw, err, sizeof(err)), 0);
+    struct remote_def odd = {.name = "odd", .dest = "/b", .mode = (enum remote_mode)99};
+    ck_assert_int_eq(remotes_add(&rs, &odd, err, sizeof(err)), -EINVAL);
+    char dir[] = "/tmp/wsync-remotes-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_msg(remotes_save(dir, &rs, err, sizeof(err)) == 0, "%s", err);
+    /* Saved explicitly: the file does not depend on the default. */
+    ck_assert_int_eq(wm_sh("grep -c '^mode = auto$' '%s/config' | grep -qx 2", dir), 0);
+    ck_assert_int_eq(wm_sh("grep -qx 'mode = replica' '%s/config'", dir), 0);
+    ck_assert_msg(remotes_load(dir, &back, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(back.n, 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(remote_def_equal(&back.v[i], &rs.v[i]), "remote %zu changed", i);
+    ck_assert(!remote_def_equal(&back.v[0], &back.v[1])); /* mode is compared */
+    remotes_release(&back);
+    remotes_release(&rs);
+    wm_rm_rf(dir);
+    /* An unknown mode names the choices, auto among them. */
+    ck_assert_int_eq(parse("[remote a]\ndest = /x\nmode = automatic\n", &rs, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_msg(strstr(err, "cfg:3: unknown mode 'automatic' (auto, replica"), "%s", err);
+}
+END_TEST
+
 START_TEST(modes_parse_and_name)
 {
     enum remote_mode m;
@@ -165,6 +207,10 @@ START_TEST(modes_parse_and_name)
     ck_assert_int_eq(remote_mode_parse("safe", &m), 0);
     ck_assert_int_eq(remote_mode_parse("two-way", &m), 0);
     ck_assert_str_eq(remote_mode_name(m), "two-way");
+    ck_assert_int_eq(remote_mode_parse("auto", &m), 0);
+    ck_assert_int_eq(m, REMOTE_MODE_AUTO);
+    ck_assert_str_eq(remote_mode_name(m), "auto");
+    ck_assert_int_eq(REMOTE_MODE_DEFAULT, REMOTE_MODE_AUTO);
     ck_assert_int_eq(remote_mode_parse("Replica", &m), -EINVAL);
     ck_assert_int_eq(remote_mode_parse("", &m), -EINVAL);
 }
@@ -180,6 +226,7 @@ int main(void)
     tcase_add_test(tc, add_checks_what_the_parser_checks);
     tcase_add_test(tc, save_then_load_round_trips_and_leaves_no_temp);
     tcase_add_test(tc, modes_parse_and_name);
+    tcase_add_test(tc, auto_is_the_default_and_replica_stays_replica);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
