@@ -1,6 +1,7 @@
 /* mirror.c — see mirror.h. */
 #include "mirror.h"
 #include "../fs/deadline.h"
+#include "worker_wait.h"
 #include "index.h"
 #include "push.h"
 #include "transport.h"
@@ -16,13 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
 #define MAX_BATCH_PATHS 4096
-#define STOP_GRACE_MS 2000
+#define STOP_GRACE_MS   2000
 /* Bulk work (a build writing hundreds of files, a big copy, a catch-up)
  * runs at this niceness, see bulk_priority. */
-#define BULK_NICE 10
+#define BULK_NICE  10
 #define BULK_PATHS 256
 #define BULK_BYTES (64ull << 20)
 
@@ -58,14 +59,7 @@ static int64_t now_ns(void)
 /* Sleep up to ms, or until stop/kick; true if stopping. */
 static bool wait_for(struct mirror *m, int ms, bool want_kick)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = deadline_in_ms(ms);
     pthread_mutex_lock(&m->lock);
     while (!m->stop && !(want_kick && m->kicked))
         if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
@@ -137,8 +131,8 @@ static void acked(struct mirror *m, uint64_t seq, struct sender *s, uint64_t bas
 static void bulk_priority(struct mirror *m, int base, bool on)
 {
     struct rlimit rl;
-    bool can_undo = geteuid() == 0 ||
-                    (getrlimit(RLIMIT_NICE, &rl) == 0 && 20 - (long)rl.rlim_cur <= base);
+    bool can_undo =
+        geteuid() == 0 || (getrlimit(RLIMIT_NICE, &rl) == 0 && 20 - (long)rl.rlim_cur <= base);
     if (!can_undo || base >= BULK_NICE)
         return;
     int nice = on ? BULK_NICE : base;
@@ -268,10 +262,15 @@ int mirror_start(const char *src, const char *dest, const char *rsh, const char 
     m->dest = strdup(dest);
     m->rsh = rsh ? strdup(rsh) : NULL;
     m->wsync_path = wsync_path ? strdup(wsync_path) : NULL;
-    m->opt = (struct push_options){.src = m->src, .dest = m->dest, .rsh = m->rsh,
-                                   .wsync_path = m->wsync_path, .delete_extra = true,
-                                   .trust_index = true, .far_stderr_set = log_fd >= 0,
-                                   .far_stderr_fd = log_fd, .on_child = on_child,
+    m->opt = (struct push_options){.src = m->src,
+                                   .dest = m->dest,
+                                   .rsh = m->rsh,
+                                   .wsync_path = m->wsync_path,
+                                   .delete_extra = true,
+                                   .trust_index = true,
+                                   .far_stderr_set = log_fd >= 0,
+                                   .far_stderr_fd = log_fd,
+                                   .on_child = on_child,
                                    .on_child_arg = m};
     m->st.dest = m->dest;
     char state[PATH_MAX];
@@ -305,16 +304,7 @@ void mirror_kick(struct mirror *m)
 bool mirror_flush(struct mirror *m, uint64_t want, int timeout_ms)
 {
     mirror_kick(m);
-    struct timespec dl = deadline_in_ms(timeout_ms);
-    pthread_mutex_lock(&m->lock);
-    /* Caught up, too: an empty journal says nothing about a remote that
-     * never finished its first diff. */
-    while ((m->st.acked_seq < want || !m->st.caught_up) && !m->stop)
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
-            break;
-    bool ok = m->st.acked_seq >= want && m->st.caught_up;
-    pthread_mutex_unlock(&m->lock);
-    return ok;
+    return worker_wait_acked(&m->lock, &m->cond, &m->st, &m->stop, want, timeout_ms);
 }
 
 void mirror_get_status(struct mirror *m, struct mirror_status *st)
@@ -336,18 +326,8 @@ void mirror_stop(struct mirror *m)
 {
     if (!m)
         return;
-    pthread_mutex_lock(&m->lock);
-    m->stop = true;
-    pthread_cond_broadcast(&m->cond);
-    struct timespec dl = deadline_in_ms(STOP_GRACE_MS);
-    while (!m->exited)
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
-            break;
-    /* Still in a transfer or a connect: cut it; the far side keeps the
-     * old or the new version of each file, never a mix. */
-    if (!m->exited && m->child > 0)
-        kill(m->child, SIGTERM);
-    pthread_mutex_unlock(&m->lock);
+    mirror_ask_stop(m);
+    worker_wait_exit(&m->lock, &m->cond, &m->exited, &m->child, STOP_GRACE_MS);
     pthread_join(m->thread, NULL);
     index_close(m->ix);
     pthread_mutex_destroy(&m->lock);

@@ -12,7 +12,7 @@
  * wait returns at once: no edit waits for the fallback timer.
  */
 #include "mirror_twoway.h"
-#include "../fs/deadline.h"
+#include "worker_wait.h"
 #include "index.h"
 #include "transport.h"
 #include "twoway.h"
@@ -316,14 +316,7 @@ void mirror_twoway_kick(struct mirror_twoway *m)
 bool mirror_twoway_flush(struct mirror_twoway *m, uint64_t want, int timeout_ms)
 {
     mirror_twoway_kick(m);
-    struct timespec dl = deadline_in_ms(timeout_ms);
-    pthread_mutex_lock(&m->lock);
-    while ((m->st.acked_seq < want || !m->st.caught_up) && !m->stop)
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
-            break;
-    bool ok = m->st.acked_seq >= want && m->st.caught_up;
-    pthread_mutex_unlock(&m->lock);
-    return ok;
+    return worker_wait_acked(&m->lock, &m->cond, &m->st, &m->stop, want, timeout_ms);
 }
 
 void mirror_twoway_get_status(struct mirror_twoway *m, struct mirror_status *st,
@@ -350,16 +343,10 @@ void mirror_twoway_stop(struct mirror_twoway *m)
     if (!m)
         return;
     mirror_twoway_ask_stop(m);
-    pthread_mutex_lock(&m->lock);
-    struct timespec dl = deadline_in_ms(STOP_GRACE_MS);
-    while (!m->exited)
-        if (pthread_cond_timedwait(&m->cond, &m->lock, &dl) == ETIMEDOUT)
-            break;
-    /* Still in a round or a connect: cut it.  Every step of a round is
-     * durable before the next begins; the next session reconciles again. */
-    if (!m->exited && m->child > 0)
-        kill(m->child, SIGTERM);
-    pthread_mutex_unlock(&m->lock);
+    /* Still in a round or a connect after the grace: cut it.  Every step
+     * of a round is durable before the next begins; the next session
+     * reconciles again. */
+    worker_wait_exit(&m->lock, &m->cond, &m->exited, &m->child, STOP_GRACE_MS);
     pthread_join(m->thread, NULL);
     applied_clear(m);
     index_close(m->ix);
