@@ -23,14 +23,18 @@
 # temp dir is removed; rm never crosses into a live mount.
 #
 # Usage: bench/fs_bench.sh [--quick] [--only LIST] [--out FILE] [--tree DIR]
-#            [--dir DIR] [--no-loopfs] [--wsync PATH] [--reps N] [--nice N]
+#            [--dir DIR] [--no-loopfs] [--wsync PATH] [--wsync-base PATH]
+#            [--phases LIST] [--reps N] [--nice N]
 # Needs root (drop_caches, /dev/fuse, losetup).  See bench/README.md.
 set -uo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 
-ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-nopt wsync-wb wsync-mirror"
+ALL_FS="native bindfs fuse-overlayfs passthrough_ll wsync wsync-nopt wsync-wb wsync-mirror wsync-base"
+ALL_PHASES="copy find stat readcold readwarm gitadd gitstatus small seq fio"
+PHASES=$ALL_PHASES
+WSYNC_BASE_SRC=""
 QUICK=0
 ONLY=""
 OUT=""
@@ -63,6 +67,12 @@ Options:
                    its own loop-mounted ext4 (then wsync's fanotify watcher
                    also sees, and pays for, the other candidates' traffic)
   --wsync PATH     wsync binary (default $REPO/build/cli/wsync; copied first)
+  --wsync-base PATH  a second wsync binary (e.g. main before a change), run
+                   as the candidate wsync-base next to wsync: an A/B in one
+                   run, the same load on both
+  --phases LIST    comma-separated workloads to run, from:
+                   $ALL_PHASES
+                   (default all; small = 10k create + delete)
   --reps N         repetitions of each timed workload, median kept (default 3)
   --nice N         run everything (workloads and daemons) at this niceness
                    (default -15; 0 leaves it): on a shared machine other
@@ -83,6 +93,8 @@ while [ $# -gt 0 ]; do
     --dir) PARENT=${2:?--dir needs a dir}; shift ;;
     --no-loopfs) LOOPFS=0 ;;
     --wsync) WSYNC_SRC=${2:?--wsync needs a path}; shift ;;
+    --wsync-base) WSYNC_BASE_SRC=${2:?--wsync-base needs a path}; shift ;;
+    --phases) PHASES=$(echo "${2:?--phases needs a list}" | tr , ' '); shift ;;
     --reps) REPS=${2:?--reps needs a number}; shift ;;
     --nice) NICE=${2:?--nice needs a number}; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -111,6 +123,7 @@ canon_fs() {
     wsync-nopt | wsync-no-passthrough | nopt) echo wsync-nopt ;;
     wsync-wb | wsync-writeback | writeback) echo wsync-wb ;;
     wsync-mirror | mirror) echo wsync-mirror ;;
+    wsync-base | base) echo wsync-base ;;
     *) return 1 ;;
     esac
 }
@@ -126,8 +139,13 @@ if [ -n "$ONLY" ]; then
         case "$want" in *" $f "*) FSLIST+="$f " ;; esac
     done
 else
-    FSLIST="$ALL_FS"
+    FSLIST="${ALL_FS% wsync-base}"
+    [ -n "$WSYNC_BASE_SRC" ] && FSLIST+=" wsync-base"
 fi
+for p in $PHASES; do
+    case " $ALL_PHASES " in *" $p "*) ;; *) die "--phases: unknown workload '$p' (known: $ALL_PHASES)" ;; esac
+done
+want_phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 read -ra FSARR <<<"$FSLIST"
 
 fs_label() {
@@ -135,6 +153,7 @@ fs_label() {
     wsync-nopt) echo "wsync --no-passthrough" ;;
     wsync-wb) echo "wsync --writeback" ;;
     wsync-mirror) echo "wsync --mirror" ;;
+    wsync-base) echo "wsync (base)" ;;
     *) echo "$1" ;;
     esac
 }
@@ -157,6 +176,7 @@ for f in "${FSARR[@]}"; do
         [ -r "$PLL_SRC" ] || die "$PLL_SRC missing (apt-get install libfuse3-dev)"
         command -v cc >/dev/null || die "cc not found" ;;
     wsync | wsync-nopt | wsync-wb | wsync-mirror) [ -x "$WSYNC_SRC" ] || die "$WSYNC_SRC: not executable (ninja -C build)" ;;
+    wsync-base) [ -x "$WSYNC_BASE_SRC" ] || die "--wsync-base ${WSYNC_BASE_SRC:-PATH}: not executable" ;;
     esac
 done
 # Children (workloads, FUSE daemons, wsync's daemon) inherit it.
@@ -224,6 +244,13 @@ case " $FSLIST " in *" wsync"*)
     WSYNC="$T/bin/wsync"
     # The binary may lag HEAD (others rebuild build/ at will): give both.
     WSYNC_REV="binary sha256 $(sha256sum "$WSYNC" | cut -c1-12), built $(date -r "$WSYNC_SRC" '+%F %T'), repo HEAD $(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo unknown)" ;;
+esac
+WSYNC_BASE=""
+case " $FSLIST " in *" wsync-base "*)
+    cp "$WSYNC_BASE_SRC" "$T/bin/wsync-base" || die "copying $WSYNC_BASE_SRC"
+    WSYNC_BASE="$T/bin/wsync-base"
+    WSYNC_BASE_REV="binary sha256 $(sha256sum "$WSYNC_BASE" | cut -c1-12), built $(date -r "$WSYNC_BASE_SRC" '+%F %T')"
+    [ -n "$WSYNC" ] || WSYNC=$WSYNC_BASE ;;
 esac
 PLL=""
 case " $FSLIST " in *" passthrough_ll "*)
@@ -355,8 +382,9 @@ mount_fs() {
         "$PLL" -f -o "source=$b" "$m" 2>"${LOGF[$fs]}" &
         pid=$!
         NOTE[$fs]="\`passthrough_ll -f -o source=SRC MNT\`: its defaults = cache=auto (entry/attr timeout 1 s, no keep_cache, no cache_readdir), no writeback, multi-threaded, no xattr, no flock" ;;
-    wsync | wsync-nopt | wsync-wb | wsync-mirror)
-        local extra=()
+    wsync | wsync-nopt | wsync-wb | wsync-mirror | wsync-base)
+        local extra=() bin=$WSYNC rev=$WSYNC_REV
+        [ "$fs" = wsync-base ] && bin=$WSYNC_BASE rev=$WSYNC_BASE_REV
         [ "$fs" = wsync-wb ] && extra=(--writeback)
         [ "$fs" = wsync-nopt ] && extra=(--no-passthrough)
         if [ "$fs" = wsync-mirror ]; then # the replica on a loop fs of its own
@@ -366,11 +394,13 @@ mount_fs() {
             extra=(--mirror "$MIRROR_DST")
         fi
         MOUNTS+=("$m")
-        "$WSYNC" mount "${extra[@]}" "$b" "$m" 2>"${LOGF[$fs]}" || return 1
-        pid=$("$WSYNC" status --json "$m" 2>/dev/null | python3 -c 'import json, sys
-j = json.load(sys.stdin)
-print(j["pid"] if "pid" in j else j["daemon"]["pid"])' 2>/dev/null)
-        NOTE[$fs]="\`wsync mount ${extra[*]:+${extra[*]} }SRC MNT\` ($WSYNC_REV)" ;;
+        # In the foreground (-f), a child of this script like every peer:
+        # the background daemon's setsid() would put it in a scheduler
+        # autogroup of its own, which under other users' load cost it
+        # 30-40 % on create (docs/benchmarks.md, "Where the time goes").
+        "$bin" mount -f "${extra[@]}" "$b" "$m" 2>"${LOGF[$fs]}" &
+        pid=$!
+        NOTE[$fs]="\`wsync mount -f ${extra[*]:+${extra[*]} }SRC MNT\` ($rev)" ;;
     esac
     MNT[$fs]=$m
     if [ -n "$pid" ]; then
@@ -623,19 +653,26 @@ print("%.1f" % (j["read"]["iops"] + j["write"]["iops"]))') || { fail "$fs" "$rw"
 START=$EPOCHREALTIME
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 LOADS=""
-phase() { # phase NAME FUNC ARGS...: run it, note the load average
+phase() { # phase NAME FUNC ARGS...: run it (if --phases wants it), note the load average
+    local key=${1// /}
+    key=${key/readall/read}; key=${key/copyin/copy}; key=${key/statall/stat}; key=${key/smallfiles/small}; key=${key/sequential/seq}
+    want_phase "$key" || return 0
     log "$1 (load average $(cut -d' ' -f1 /proc/loadavg))"
     LOADS+="$1 $(cut -d' ' -f1 /proc/loadavg), "
     "${@:2}"
 }
 phase "copy in" phase_copy
+if ! want_phase copy && [[ " $PHASES " =~ \ (find|stat|readcold|readwarm|gitadd|gitstatus)\  ]]; then
+    each copy # the tree the other workloads need, untimed
+    for fs in "${EACH[@]}"; do cp -R "$T/srctree" "${MNT[$fs]}/tree" || fail "$fs" copy; done
+fi
 phase find warm_phase find find @M@/tree
 phase "stat all" warm_phase stat find @M@/tree -printf '%s %T@ %m %U %i\n'
 phase "read all cold" phase_readcold
 phase "read all warm" warm_phase readwarm sh -c 'cd "$1" && xargs -0 cat <"$2"' sh @M@/tree "$T/files.lst"
 phase "git add" phase_gitadd
 phase "git status" warm_phase gitstatus git -C @M@/tree -c safe.directory='*' -c core.fsmonitor=false status
-check_git
+want_phase gitadd && check_git
 each copy
 for fs in "${EACH[@]}"; do rm -rf "${MNT[$fs]}/tree"; done
 phase "small files" phase_small

@@ -5,11 +5,14 @@
  * emptied wholesale by take(), so entries never need individual removal.  The
  * ring keeps copies of paths in fixed-size slots so note() allocates nothing
  * for it.  One mutex guards both; the critical section is a hash lookup and
- * two small memcpy()s.
+ * two small memcpy()s: the hash, and the allocation of an entry for a
+ * likely new path, are done before taking it, and take() only swaps the
+ * table under it.
  */
 #include "change_stream.h"
 #include "deadline.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#define INITIAL_BUCKETS 256 /* dirty-set hash buckets; doubled as it fills */
 #define RING_PATH_MAX 512 /* longer paths are kept truncated in the log only */
 
 struct dirty_node {
@@ -52,7 +56,7 @@ struct change_stream *change_stream_new(size_t ring_capacity)
     struct change_stream *cs = calloc(1, sizeof(*cs));
     if (!cs)
         return NULL;
-    cs->nbuckets = 256;
+    cs->nbuckets = INITIAL_BUCKETS;
     cs->buckets = calloc(cs->nbuckets, sizeof(*cs->buckets));
     cs->ring_cap = ring_capacity ? ring_capacity : 1;
     cs->ring = calloc(cs->ring_cap, sizeof(*cs->ring));
@@ -154,15 +158,9 @@ static void maybe_grow(struct change_stream *cs)
     cs->nbuckets = n;
 }
 
-static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
+/* A new entry for path (hash h), not yet in the set; NULL on ENOMEM. */
+static struct dirty_node *node_new(const char *path, uint64_t h)
 {
-    size_t plen = strlen(path);
-    uint64_t h = XXH3_64bits(path, plen);
-    struct dirty_node **slot = &cs->buckets[h & (cs->nbuckets - 1)];
-    for (struct dirty_node *d = *slot; d; d = d->next)
-        if (d->hash == h && strcmp(d->e.path, path) == 0)
-            return d;
-
     struct dirty_node *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
@@ -172,6 +170,31 @@ static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
         return NULL;
     }
     d->hash = h;
+    return d;
+}
+
+static void node_free(struct dirty_node *d)
+{
+    if (d) {
+        free(d->e.path);
+        free(d);
+    }
+}
+
+/* The entry for path, added if absent (from *spare when the caller made
+ * one, which is then used up). */
+static struct dirty_node *dirty_get(struct change_stream *cs, const char *path, uint64_t h,
+                                    struct dirty_node **spare)
+{
+    struct dirty_node **slot = &cs->buckets[h & (cs->nbuckets - 1)];
+    for (struct dirty_node *d = *slot; d; d = d->next)
+        if (d->hash == h && strcmp(d->e.path, path) == 0)
+            return d;
+
+    struct dirty_node *d = *spare ? *spare : node_new(path, h);
+    *spare = NULL;
+    if (!d)
+        return NULL;
     d->e.first_seq = cs->seq;
     d->next = *slot;
     *slot = d;
@@ -180,14 +203,23 @@ static struct dirty_node *dirty_get(struct change_stream *cs, const char *path)
     return d;
 }
 
+/* Events that name a path anew: nearly always one not in the set yet. */
+#define NEW_PATH_KINDS                                                                        \
+    (CHANGE_CREATE | CHANGE_MKDIR | CHANGE_SYMLINK | CHANGE_LINK | CHANGE_DELETE |            \
+     CHANGE_RENAME_FROM | CHANGE_RENAME_TO)
+
 void change_stream_note(struct change_stream *cs, uint32_t kind, const char *path,
                         const char *other, off_t off, off_t len)
 {
+    /* Hash, and for a likely new path allocate, before taking the lock:
+     * every FUSE thread notes under it. */
+    uint64_t h = XXH3_64bits(path, strlen(path));
+    struct dirty_node *spare = kind & NEW_PATH_KINDS ? node_new(path, h) : NULL;
     pthread_mutex_lock(&cs->lock);
     cs->seq++;
     ring_append(cs, kind, path, other, off, len);
 
-    struct dirty_node *d = dirty_get(cs, path);
+    struct dirty_node *d = dirty_get(cs, path, h, &spare);
     if (!d) {
         cs->rescan = true;
     } else {
@@ -218,6 +250,7 @@ void change_stream_note(struct change_stream *cs, uint32_t kind, const char *pat
     }
     pthread_cond_broadcast(&cs->nonempty);
     pthread_mutex_unlock(&cs->lock);
+    node_free(spare); /* the path was in the set already */
 }
 
 static int by_first_seq(const void *a, const void *b)
@@ -228,31 +261,42 @@ static int by_first_seq(const void *a, const void *b)
 
 bool change_stream_take(struct change_stream *cs, struct change_entry **out, size_t *count)
 {
+    /* The FUSE threads note under this lock, and the consumer runs at a
+     * low priority (the indexer: nice 10), so it must never be preempted
+     * holding it for long: swap in an empty table under the lock, then
+     * walk and free the old one outside it. */
+    struct dirty_node **fresh = calloc(INITIAL_BUCKETS, sizeof(*fresh));
+    *out = NULL;
+    *count = 0;
+    if (!fresh)
+        return false; /* keep the set; the consumer will try again */
     pthread_mutex_lock(&cs->lock);
-    struct change_entry *arr = cs->ndirty ? malloc(cs->ndirty * sizeof(*arr)) : NULL;
-    size_t n = 0;
-    if (cs->ndirty && !arr) {
-        /* Keep the set; the consumer will try again. */
-        pthread_mutex_unlock(&cs->lock);
-        *out = NULL;
-        *count = 0;
-        return false;
-    }
-    for (size_t i = 0; i < cs->nbuckets; i++) {
-        struct dirty_node *d = cs->buckets[i];
-        while (d) {
-            struct dirty_node *next = d->next;
-            arr[n++] = d->e;
-            free(d);
-            d = next;
-        }
-        cs->buckets[i] = NULL;
-    }
+    struct dirty_node **old = cs->buckets;
+    size_t nold = cs->nbuckets, n = cs->ndirty;
+    cs->buckets = fresh;
+    cs->nbuckets = INITIAL_BUCKETS;
     cs->ndirty = 0;
     bool rescan = cs->rescan;
     cs->rescan = false;
     pthread_mutex_unlock(&cs->lock);
 
+    struct change_entry *arr = n ? malloc(n * sizeof(*arr)) : NULL;
+    if (n && !arr) {
+        free_chains(old, nold);
+        free(old);
+        return true; /* the events are lost: only a full rescan is exact */
+    }
+    size_t i = 0;
+    for (size_t b = 0; b < nold; b++) {
+        for (struct dirty_node *d = old[b], *next; d; d = next) {
+            next = d->next;
+            assert(i < n);
+            arr[i++] = d->e;
+            free(d);
+        }
+    }
+    assert(i == n);
+    free(old);
     if (n > 1)
         qsort(arr, n, sizeof(*arr), by_first_seq);
     *out = arr;

@@ -210,7 +210,8 @@ static void reply_made(fuse_req_t req, fuse_ino_t parent, int pfd, bool owned, c
         return;
     }
     wfs_set_owner(fs, req, pfd, name, -1);
-    wfs_note(fs, kind, pfd, name, 0, 0); /* before the reply: see ops_file.c */
+    /* before the reply: see ops_file.c */
+    wfs_note_child(fs, kind, wfs_inode_of_fs(fs, parent), pfd, name);
     if (owned)
         close(pfd);
     struct fuse_entry_param e;
@@ -321,7 +322,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
     int pfd = dir->fd;
     /* The path must be computed while the name still exists. */
     char path[PATH_MAX];
-    bool have_path = wfs_relpath(fs, pfd, name, path, sizeof(path));
+    bool have_path = wfs_child_path(fs, dir, pfd, name, path, sizeof(path)) == OV_IN_SRC;
     bool skeleton = have_path && (flags & AT_REMOVEDIR) && fs->ov->has_local;
     int r = skeleton ? overlay_rmdir_skeleton(fs, path, true) : 0; /* local entries inside? */
     if (r || unlinkat(pfd, name, flags) < 0) {
@@ -341,9 +342,9 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 void wfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct wfs *fs = wfs_of(req);
-    path_cache_bump(fs);
+    path_cache_bump_files(fs); /* no directory moves */
     remove_entry(req, parent, name, 0);
-    path_cache_bump(fs);
+    path_cache_bump_files(fs);
 }
 
 void wfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)

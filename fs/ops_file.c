@@ -115,15 +115,7 @@ void wfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
     }
     set_file_info(fi, fd);
     struct wfs_inode *in = wfs_inode_of(req, e.ino);
-    /* The new file's path, noted and kept for the writes that follow. */
-    uint64_t gen = path_cache_gen(fs);
-    char path[PATH_MAX];
-    enum ov_where w = overlay_path_of(fs, pfd, name, path, sizeof(path));
-    if (w != OV_NOWHERE)
-        change_stream_note(fs->changes, CHANGE_CREATE | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path,
-                           NULL, 0, 0);
-    if (w == OV_IN_SRC && __atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) == 0)
-        path_cache_put(in, gen, path);
+    wfs_note_created(fs, dir, pfd, name, in, made);
     if (owned)
         close(pfd);
     choose_passthrough(req, fs, in, fd, fi);

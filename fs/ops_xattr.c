@@ -11,9 +11,12 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/xattr.h>
 
 #define XATTR_VALUE_MAX 65536
+#define CAPS_XATTR "security.capability"
+#define XATTR_CAPS_MAX 64 /* vfs_ns_cap_data is 24 bytes */
 
 static bool is_symlink(fuse_req_t req, fuse_ino_t ino)
 {
@@ -45,11 +48,44 @@ static void reply_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t 
     free(buf);
 }
 
+/* The kernel asks for security.capability before the first write to every
+ * inode it has not asked about since its attributes last changed (file
+ * creation included).  caps_cache.h's mark answers without a syscall; a
+ * miss that finds none sets the mark, so the write need not clear them. */
+static bool reply_caps_from_mark(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    if (strcmp(name, CAPS_XATTR) != 0)
+        return false;
+    struct wfs_inode *in = wfs_inode_of(req, ino);
+    if (caps_known_clear(in)) {
+        fuse_reply_err(req, ENODATA);
+        return true;
+    }
+    if (__atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) != 0)
+        return false;
+    unsigned snap = caps_snapshot(in);
+    char proc[WFS_PROC_PATH_MAX];
+    wfs_proc_path(in->fd, proc);
+    char buf[XATTR_CAPS_MAX];
+    ssize_t n = getxattr(proc, name, buf, size < sizeof(buf) ? size : sizeof(buf));
+    if (n < 0 && errno == ENODATA)
+        caps_mark_clear(in, snap);
+    if (n < 0 && errno == ERANGE && size >= sizeof(buf))
+        return false; /* bigger than any capability set: let reply_read size it */
+    if (n < 0)
+        fuse_reply_err(req, errno);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    return true;
+}
+
 void wfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     if (is_symlink(req, ino) || overlay_is_own_xattr(name))
         fuse_reply_err(req, ENODATA);
-    else
+    else if (!reply_caps_from_mark(req, ino, name, size))
         reply_read(req, ino, name, size);
 }
 

@@ -59,6 +59,13 @@ enum ov_where { OV_NOWHERE = 0, OV_IN_SRC, OV_IN_UPPER };
  * SRC/.wsync are OV_NOWHERE. */
 enum ov_where overlay_path_of(struct wfs *fs, int fd, const char *name, char *buf, size_t size);
 
+/* overlay_path_of(pfd, name) for the entry `name` made or removed in pfd
+ * under dir (pfd: dir's own fd, or its upper dir).  For a mirrored dir the
+ * path is built from the dir's cached one (path_cache.h, implemented in
+ * wfs.c), with no syscall once cached. */
+enum ov_where wfs_child_path(struct wfs *fs, struct wfs_inode *dir, int pfd, const char *name,
+                             char *buf, size_t size);
+
 /* Load SRC's rules, create SRC/.wsync/overlay, find skeleton dirs.
  * -errno with err filled (a bad rules file: -EINVAL). */
 int overlay_open(struct wfs *fs, char *err, size_t errsize);

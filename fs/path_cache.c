@@ -29,6 +29,17 @@ uint64_t path_cache_gen(struct wfs *fs)
 void path_cache_bump(struct wfs *fs)
 {
     atomic_fetch_add(&fs->path_gen, 1);
+    atomic_fetch_add(&fs->dir_path_gen, 1);
+}
+
+uint64_t path_cache_dir_gen(struct wfs *fs)
+{
+    return atomic_load(&fs->dir_path_gen);
+}
+
+void path_cache_bump_files(struct wfs *fs)
+{
+    atomic_fetch_add(&fs->path_gen, 1);
 }
 
 bool path_cache_get(struct wfs_inode *in, uint64_t gen, char *buf, size_t size)

@@ -4,6 +4,7 @@
  */
 #include "ops.h"
 #include "bdi.h"
+#include "caps_cache.h"
 #include "fuse_io.h"
 #include "overlay.h"
 #include "passthrough.h"
@@ -87,6 +88,7 @@ int wfs_open(const struct wfs_options *opt, struct change_stream *changes, struc
         goto fail;
     }
     fs->timeout = opt->cache_timeout >= 0 ? opt->cache_timeout : DEFAULT_TIMEOUT;
+    fs->is_root = geteuid() == 0;
     *out = fs;
     return 0;
 
@@ -292,7 +294,7 @@ int wfs_do_lookup(struct wfs *fs, fuse_ino_t parent, const char *name, struct fu
 
 void wfs_set_owner(struct wfs *fs, fuse_req_t req, int dirfd, const char *name, int fd)
 {
-    if (geteuid() != 0)
+    if (!fs->is_root)
         return; /* we can only give away what we own */
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     uid_t uid = fs->opt.keep_owner ? ctx->uid : fs->owner_uid;
@@ -338,6 +340,51 @@ void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t 
     if (w != OV_NOWHERE)
         change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL,
                            off, len);
+}
+
+enum ov_where wfs_child_path(struct wfs *fs, struct wfs_inode *dir, int pfd, const char *name,
+                             char *buf, size_t size)
+{
+    if (pfd != dir->fd || __atomic_load_n(&dir->layer, __ATOMIC_ACQUIRE) != 0)
+        return overlay_path_of(fs, pfd, name, buf, size);
+    char dpath[PATH_MAX];
+    uint64_t gen = path_cache_dir_gen(fs);
+    if (!path_cache_get(dir, gen, dpath, sizeof(dpath))) {
+        if (overlay_path_of(fs, pfd, NULL, dpath, sizeof(dpath)) != OV_IN_SRC)
+            return overlay_path_of(fs, pfd, name, buf, size);
+        path_cache_put(dir, gen, dpath);
+    }
+    /* A mirrored dir is in SRC proper, never in the state dir (hidden). */
+    int n = snprintf(buf, size, "%s%s%s", dpath, *dpath ? "/" : "", name);
+    return n >= 0 && (size_t)n < size ? OV_IN_SRC : OV_NOWHERE;
+}
+
+void wfs_note_child(struct wfs *fs, uint32_t kind, struct wfs_inode *dir, int pfd,
+                    const char *name)
+{
+    char path[PATH_MAX];
+    enum ov_where w = wfs_child_path(fs, dir, pfd, name, path, sizeof(path));
+    if (w != OV_NOWHERE)
+        change_stream_note(fs->changes, kind | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path, NULL,
+                           0, 0);
+}
+
+void wfs_note_created(struct wfs *fs, struct wfs_inode *dir, int pfd, const char *name,
+                      struct wfs_inode *in, bool made)
+{
+    uint64_t gen = path_cache_gen(fs);
+    char path[PATH_MAX];
+    enum ov_where w = wfs_child_path(fs, dir, pfd, name, path, sizeof(path));
+    if (w != OV_NOWHERE)
+        change_stream_note(fs->changes, CHANGE_CREATE | (w == OV_IN_UPPER ? CHANGE_LOCAL : 0), path,
+                           NULL, 0, 0);
+    bool mirrored = __atomic_load_n(&in->layer, __ATOMIC_ACQUIRE) == 0;
+    if (w == OV_IN_SRC && mirrored)
+        path_cache_put(in, gen, path);
+    /* A file just made has no xattrs: the kernel's GETXATTR before its
+     * first write, and that write, need no syscall (caps_cache.h). */
+    if (made && mirrored)
+        caps_mark_clear(in, caps_snapshot(in));
 }
 
 void wfs_note_inode(struct wfs *fs, struct wfs_inode *in, uint32_t kind, int fd, off_t off,

@@ -37,7 +37,9 @@ struct wfs {
     void (*on_ready)(void *);
     void *on_ready_arg;
     atomic_ullong outside_events;
-    atomic_ullong path_gen; /* fs/path_cache.h */
+    atomic_ullong path_gen;     /* fs/path_cache.h */
+    atomic_ullong dir_path_gen; /* fs/path_cache.h: directories' paths */
+    bool is_root;               /* geteuid() == 0 at open: new objects can be given away */
 };
 
 extern const struct fuse_lowlevel_ops wfs_ops;
@@ -94,6 +96,16 @@ bool wfs_relpath(struct wfs *fs, int fd, const char *name, char *buf, size_t siz
 /* Report one change to the stream (path computed from dirfd + name; an
  * object in the overlay is noted at its path in the mount, as local). */
 void wfs_note(struct wfs *fs, uint32_t kind, int dirfd, const char *name, off_t off, off_t len);
+
+/* wfs_note for the entry `name` just made in pfd under dir (wfs_child_path). */
+void wfs_note_child(struct wfs *fs, uint32_t kind, struct wfs_inode *dir, int pfd,
+                    const char *name);
+
+/* After a CREATE made (or, made false, opened) name in pfd as inode `in`:
+ * note it, keep its path for the writes that follow, and for a new file
+ * remember it has no capabilities (caps_cache.h). */
+void wfs_note_created(struct wfs *fs, struct wfs_inode *dir, int pfd, const char *name,
+                      struct wfs_inode *in, bool made);
 
 /* wfs_note for a change to the data or attributes of the open inode `in`
  * through fd: the same event, with the path from path_cache.h when valid. */

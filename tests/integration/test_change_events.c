@@ -199,6 +199,62 @@ START_TEST(write_paths_follow_renames)
 }
 END_TEST
 
+static void assert_not_logged(const char *log, const char *kind, const char *path)
+{
+    char bad[PATH_MAX];
+    snprintf(bad, sizeof(bad), " %s %s\n", kind, path);
+    ck_assert_msg(!strstr(log, bad), "stale path logged: '%s':\n%s", bad, log);
+}
+
+/* Entries made and removed in a directory are noted at a path built from
+ * the directory's cached one (fs/path_cache.h: unlink keeps it); a rename
+ * of the directory or of its parent, through the mount or directly in
+ * SRC, must show in the very next entry's path. */
+START_TEST(entry_paths_follow_dir_renames)
+{
+    static char ps[PATH_MAX], ps2[PATH_MAX];
+    ck_assert_int_eq(mkdir(MNT("d"), 0755), 0);
+    ck_assert_int_eq(mkdir(MNT("d/sub"), 0755), 0);
+    wm_write(MNT("d/sub/a"), "a");
+    ck_assert_int_eq(unlink(MNT("d/sub/a")), 0);
+    wm_write(MNT("d/sub/b"), "b");
+    ck_assert_int_eq(rename(MNT("d/sub"), MNT2("d/other")), 0); /* the dir */
+    wm_write(MNT("d/other/c"), "c");
+    ck_assert_int_eq(mkdir(MNT("d/other/m"), 0755), 0);
+    ck_assert_int_eq(unlink(MNT("d/other/b")), 0);
+    ck_assert_int_eq(rename(MNT("d"), MNT2("top")), 0); /* its parent */
+    wm_write(MNT("top/other/e"), "e");
+    /* Directly in SRC: once the watcher has reported the rename. */
+    wm_path(ps, sizeof(ps), m.src, "top/other");
+    wm_path(ps2, sizeof(ps2), m.src, "top/moved");
+    ck_assert_int_eq(rename(ps, ps2), 0);
+    struct logged_wait w = {"+outside top/moved"};
+    ck_assert_msg(wm_poll(log_has, &w, 5000), "the watcher never reported the outside rename");
+    wm_write(MNT("top/moved/f"), "f");
+    ck_assert_int_eq(unlink(MNT("top/moved/c")), 0);
+    ck_assert_int_eq(symlink("f", MNT("top/moved/s")), 0);
+    ck_assert_int_eq(rmdir(MNT("top/moved/m")), 0);
+
+    char *log = log_text(200);
+    assert_logged(log, "create", "d/sub/a", "\n");
+    assert_logged(log, "delete", "d/sub/a", "\n");
+    assert_logged(log, "create", "d/sub/b", "\n");
+    assert_logged(log, "create", "d/other/c", "\n");
+    assert_logged(log, "mkdir", "d/other/m", "\n");
+    assert_logged(log, "delete", "d/other/b", "\n");
+    assert_logged(log, "create", "top/other/e", "\n");
+    assert_logged(log, "create", "top/moved/f", "\n");
+    assert_logged(log, "delete", "top/moved/c", "\n");
+    assert_logged(log, "symlink", "top/moved/s", "\n");
+    assert_logged(log, "delete", "top/moved/m", "\n");
+    assert_not_logged(log, "create", "d/sub/c");
+    assert_not_logged(log, "create", "d/other/e");
+    assert_not_logged(log, "create", "top/other/f");
+    assert_not_logged(log, "delete", "top/other/c");
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("change_events");
@@ -208,6 +264,7 @@ int main(void)
     tcase_add_test(tc, each_op_yields_its_event);
     tcase_add_test(tc, burst_of_writes_coalesces);
     tcase_add_test(tc, write_paths_follow_renames);
+    tcase_add_test(tc, entry_paths_follow_dir_renames);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

@@ -478,6 +478,44 @@ START_TEST(privileges_cleared_after_cached_writes)
 }
 END_TEST
 
+/* A file made through the mount is known to have no capabilities, so the
+ * kernel's GETXATTR before its first write is answered without a syscall
+ * (fs/ops_xattr.c).  That answer must follow every way capabilities can
+ * arrive: setxattr through the mount, or directly in SRC. */
+static bool mount_shows_caps(void *path)
+{
+    return getxattr(path, "security.capability", NULL, 0) == 20;
+}
+
+START_TEST(new_file_capabilities_seen)
+{
+    const unsigned char caps[20] = {0x01, 0, 0, 0x02, 0, 0x20}; /* rev 2, effective, CAP_NET_RAW */
+    unsigned char got[64];
+    static char pn[PATH_MAX];
+    wm_write(MNT("n"), "x");
+    ck_assert(getxattr(MNT("n"), "security.capability", got, sizeof(got)) < 0 && errno == ENODATA);
+    ck_assert_int_eq(setxattr(MNT("n"), "security.capability", caps, sizeof(caps), 0), 0);
+    ck_assert_int_eq(getxattr(MNT("n"), "security.capability", got, sizeof(got)), 20);
+    ck_assert(memcmp(got, caps, sizeof(caps)) == 0);
+    ck_assert_int_eq(getxattr(MNT("n"), "security.capability", NULL, 0), 20);
+    ck_assert(getxattr(MNT("n"), "security.capability", got, 4) < 0 && errno == ERANGE);
+
+    /* Made through the mount, capabilities given directly in SRC. */
+    int fd = open(MNT("o"), O_WRONLY | O_CREAT | O_EXCL, 0755);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(getxattr(MNT("o"), "security.capability", NULL, 0) < 0 && errno == ENODATA);
+    ck_assert_int_eq(setxattr(SRC("o"), "security.capability", caps, sizeof(caps), 0), 0);
+    wm_path(pn, sizeof(pn), m.mnt, "o");
+    ck_assert_msg(wm_poll(mount_shows_caps, pn, 5000),
+                  "capabilities set in SRC never showed through the mount");
+    /* and a write through the mount still clears them */
+    ck_assert_int_eq(write(fd, "y", 1), 1);
+    close(fd);
+    ck_assert_msg(getxattr(SRC("o"), "security.capability", NULL, 0) < 0 && errno == ENODATA,
+                  "a write after setcap in SRC kept the capabilities");
+}
+END_TEST
+
 /* The kernel sends CREATE for a name it believes free (a cached negative
  * entry; O_EXCL alone makes it look the name up again first).  A file made
  * in SRC a moment before, not yet reported by the watcher, must be opened
@@ -765,6 +803,7 @@ int main(void)
     tcase_add_test(tc, symlinks);
     tcase_add_test(tc, privileges_cleared_as_on_native);
     tcase_add_test(tc, privileges_cleared_after_cached_writes);
+    tcase_add_test(tc, new_file_capabilities_seen);
     tcase_add_test(tc, create_on_name_made_outside);
     tcase_add_test(tc, big_directory_listed_once);
     tcase_add_test(tc, mknod_fifo);
