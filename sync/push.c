@@ -501,6 +501,8 @@ static int open_source(struct sender *p)
     int r = index_open(-1, state, false, &p->ix, p->err, p->errsize);
     if (!r)
         r = indexer_new(p->src, p->ix, &p->in, p->err, p->errsize);
+    if (!r) /* the far side is idle until our HELLO: its core is free */
+        indexer_set_split(p->in, true);
     if (!r && !p->opt->trust_index) {
         progress(p, "indexing", false);
         /* The manifest comes from the rows the scan loaded, when it
