@@ -26,6 +26,8 @@
 #   --wsync PATH  the wsync binary (default build/cli/wsync); copied into the
 #                 temp dir first, so a rebuild mid-run does not change it
 #   --keep        keep the temp dir (SRC, both DESTs, logs/) for inspection
+#   --only-a      run (a), the initial copy, and nothing after it (~1 min
+#                 after the tree is made): for A/B runs of two binaries
 #
 # Each tool has its own DEST; both read the same SRC:
 #   wsync push --json --rsh bench/count_rsh --wsync-path WSYNC SRC localhost:DEST_W
@@ -64,6 +66,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COUNT_RSH=$ROOT/bench/count_rsh
 QUICK=0
 KEEP=0
+ONLY_A=0
 OUT=
 BASEDIR=/var/tmp
 WSYNC_SRC=$ROOT/build/cli/wsync
@@ -76,6 +79,7 @@ while [ $# -gt 0 ]; do
     --dir) BASEDIR=$2; shift ;;
     --wsync) WSYNC_SRC=$2; shift ;;
     --keep) KEEP=1 ;;
+    --only-a) ONLY_A=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "push_bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -259,8 +263,11 @@ except Exception: print("- - - - - -")' "$LOG/$tag.out")
     fi
 }
 NRUN=0
+DONE=  # the scenarios run, in order
+ran() { case " $DONE " in *" $1 "*) return 0 ;; esac; return 1; }
 scenario() {  # scenario ID  -- runs both tools, alternating who goes first
     say "($1) ${DESC[$1]}"
+    DONE="$DONE $1"
     if [ $((NRUN % 2)) = 0 ]; then run_tool wsync "$1"; run_tool rsync "$1"
     else run_tool rsync "$1"; run_tool wsync "$1"; fi
     NRUN=$((NRUN + 1))
@@ -288,6 +295,7 @@ DESC[a]="initial copy: $NFILES text files ($(hb "$TREE_BYTES")) + $(hb $BIG) ran
 say "source: $(find "$SRC" -type f | wc -l) files, $(du -sh "$SRC" | cut -f1)"
 
 scenario a
+if [ $ONLY_A = 0 ]; then
 scenario b
 
 say "modify: flip one byte at offset $((BIG / 2)) of data/big.bin"
@@ -327,6 +335,7 @@ scenario g
 awk -v n="$NDEL" -v N="$NFILES" 'NR % int(N / n) == 0 && c < n { print; c++ }' "$TMP/files.txt" > "$TMP/del.txt"
 (cd "$SRC" && xargs -d '\n' rm -f < "$TMP/del.txt")
 scenario h
+fi
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - START ))
@@ -335,7 +344,7 @@ ELAPSED=$(( $(date +%s) - START ))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print (a == 0 ? "1" : "inf"); else if (a / b < 0.01) printf "%.4f", a / b; else printf "%.3f", a / b }'; }
 report() {
     local s
-    echo "Command: \`bench/push_bench.sh$([ $QUICK = 1 ] && echo ' --quick')\` at wsync $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- sync cli fs 2>/dev/null || echo '+local changes'), $(date -u +%F)."
+    echo "Command: \`bench/push_bench.sh$([ $QUICK = 1 ] && echo ' --quick')$([ $ONLY_A = 1 ] && echo ' --only-a')\` at wsync $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- sync cli fs 2>/dev/null || echo '+local changes'), $(date -u +%F)."
     echo
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r), $(df -T "$BASEDIR" | awk 'NR == 2 { print $2 }') on $(df "$BASEDIR" | awk 'NR == 2 { print $1 }'), $(rsync --version | head -1 | sed 's/  */ /g'), $(python3 --version). Load average $LOAD0 at the start, $LOAD1 at the end (shared machine: other builds and tests were running). Warm page cache. Whole run ${ELAPSED} s."
     echo
@@ -343,7 +352,7 @@ report() {
     echo
     echo "| scenario | wsync bytes (out / in) | rsync bytes (out / in) | bytes w/r | wsync s (cpu) | rsync s (cpu) | time w/r | checks |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-    for s in a b c s d e f g h; do
+    for s in $DONE; do
         local w="$s-wsync" r="$s-rsync" wb rb chk
         wb=$((B_OUT[$w] + B_IN[$w])); rb=$((B_OUT[$r] + B_IN[$r]))
         if [ "${OK[$w]}" = ok ] && [ "${OK[$r]}" = ok ]; then chk="both equal"
@@ -356,22 +365,25 @@ report() {
     echo "Targets (issue 4):"
     echo
     for s in a b c d e f g h; do
+        ran $s || continue
         local wb=$((B_OUT[$s-wsync] + B_IN[$s-wsync])) rb=$((B_OUT[$s-rsync] + B_IN[$s-rsync])) v
         if [ $wb -le $rb ]; then v=PASS; else v=FAIL; fi
         echo "- ($s) bytes ≤ rsync: **$v** ($(hb $wb) vs $(hb $rb), $(ratio $wb $rb))"
     done
     for s in d f; do
+        ran $s || continue
         local wb=$((B_OUT[$s-wsync] + B_IN[$s-wsync])) rb=$((B_OUT[$s-rsync] + B_IN[$s-rsync])) v
         if [ $((wb * 20)) -le $rb ]; then v=PASS; else v=FAIL; fi
         echo "- ($s) bytes ≤ 1/20 of rsync: **$v** (ratio $(ratio $wb $rb), target 0.05)"
     done
     for s in a b g; do
+        ran $s || continue
         local v
         if awk -v a="${WALL[$s-wsync]}" -v b="${WALL[$s-rsync]}" 'BEGIN { exit !(a <= b) }'; then v=PASS; else v=FAIL; fi
         echo "- ($s) wall time ≤ rsync: **$v** (${WALL[$s-wsync]} s vs ${WALL[$s-rsync]} s; cpu ${CPU[$s-wsync]} s vs ${CPU[$s-rsync]} s)"
     done
     local bad=0
-    for s in a b c s d e f g h; do
+    for s in $DONE; do
         [ "${OK[$s-wsync]}" = ok ] || bad=$((bad + 1))
         [ "${OK[$s-rsync]}" = ok ] || bad=$((bad + 1))
     done
@@ -379,7 +391,7 @@ report() {
     else echo "- runs that did not verify: **FAIL** ($bad; see the checks column)"; fi
     echo
     echo "wsync's own --json counters (bytes_out bytes_in files deleted chunks_sent data_bytes) per scenario:"
-    for s in a b c s d e f g h; do printf '%s: %s; ' "$s" "${SELF[$s]}"; done
+    for s in $DONE; do printf '%s: %s; ' "$s" "${SELF[$s]}"; done
     echo
 }
 report > "$TMP/report.md"

@@ -116,9 +116,12 @@ static int run(int argc, char **argv, bool verify)
         printf("{\"files\":%" PRIu64 ",\"dirs\":%" PRIu64 ",\"symlinks\":%" PRIu64
                ",\"deleted\":%" PRIu64 ",\"chunks_sent\":%" PRIu64 ",\"data_bytes\":%" PRIu64
                ",\"bytes_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-               ",\"seconds\":%.3f,\"src_root\":\"%s\",\"dest_root\":\"%s\",\"equal\":%s}\n",
+               ",\"seconds\":%.3f,\"src_root\":\"%s\",\"dest_root\":\"%s\",\"equal\":%s"
+               ",\"phases\":{\"indexed\":%.3f,\"listed\":%.3f,\"planned\":%.3f,"
+               "\"data\":%.3f,\"acked\":%.3f}}\n",
                res.files, res.dirs, res.symlinks, res.deleted, res.chunks_sent, res.data_bytes,
-               res.bytes_out, res.bytes_in, res.seconds, sroot, droot, equal ? "true" : "false");
+               res.bytes_out, res.bytes_in, res.seconds, sroot, droot, equal ? "true" : "false",
+               res.t_indexed, res.t_listed, res.t_planned, res.t_data, res.t_acked);
     } else if (verify) {
         printf("src:  %s  %s\ndest: %s  %s\n%s\n", sroot, opt.src, droot, opt.dest,
                equal ? "identical" : "DIFFERENT");

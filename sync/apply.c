@@ -105,6 +105,11 @@ struct applier {
     size_t ndeferred, cap_deferred;
     struct dir_times *dir_times; /* mtimes to leave on directories this batch changed */
     size_t open_fds;             /* staged files holding an fd */
+    /* ROOT's index had no row when this batch began (an initial copy):
+     * nothing to reuse, patch or touch in place, so apply_file skips the
+     * index lookups (two per file, one per chunk) that would all miss.
+     * Known only within a batch: others may write the index between. */
+    bool empty_known, index_empty;
     char *place_dir;             /* the parent directory place_one has open, */
     int place_fd;                /* kept for the next file in it (tree order) */
     char err[1024];
@@ -394,6 +399,7 @@ static void clear_batch(struct applier *a)
     free(a->wants);
     a->wants = NULL;
     a->want_cap = a->nwants = 0;
+    a->empty_known = false;
 }
 
 static void free_deferred(struct applier *a)
@@ -755,11 +761,17 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
     if (end != size)
         return fail(a, -EPROTO, "chunks of '%s' add up to %llu bytes, not %llu", path,
                     (unsigned long long)end, (unsigned long long)size);
-    int r = set_meta_in_place(a, path, mode, mtime_ns, size, file_id, chunks, nchunks);
-    if (r)
+    int r = 0;
+    if (!a->empty_known) {
+        if ((r = index_is_empty(a->ix, &a->index_empty)))
+            return fail(a, r, "index: %s", index_error(a->ix));
+        a->empty_known = true;
+    }
+    if (!a->index_empty && (r = set_meta_in_place(a, path, mode, mtime_ns, size, file_id,
+                                                  chunks, nchunks)))
         return r < 0 ? r : 0; /* 1: the content was there, only mode and mtime moved */
-    r = try_inplace(a, path, mode, mtime_ns, size, file_id, chunks, nchunks, want, nwant);
-    if (r)
+    if (!a->index_empty && (r = try_inplace(a, path, mode, mtime_ns, size, file_id, chunks,
+                                            nchunks, want, nwant)))
         return r < 0 ? r : 0; /* 1: patched in place at commit */
     size_t idx = 0;
     r = add_staged(a, path, mode, mtime_ns, size, file_id, &idx);
@@ -774,7 +786,7 @@ int apply_file(struct applier *a, const char *path, uint32_t mode, int64_t mtime
     s->nchunks = nchunks;
     for (size_t i = 0; i < nchunks; i++) {
         const struct chunk *c = &chunks[i];
-        if (read_local_chunk(a, c, a->chunk_buf)) {
+        if (!a->index_empty && read_local_chunk(a, c, a->chunk_buf)) {
             a->counts.chunks_local++;
             r = stage_write(a, idx, c->off, a->chunk_buf, c->len);
             if (r)

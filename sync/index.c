@@ -35,6 +35,7 @@ enum stmt_id {
     S_RENAME_TREE,
     S_GET_CHUNKS,
     S_FIND_CHUNK,
+    S_ANY_FILE,
     S_FOREACH,
     S_FOREACH_ALL,
     S_JOURNAL_ADD,
@@ -67,6 +68,7 @@ static const char *const stmt_sql[S_COUNT] = {
                      "WHERE f.path = ?1 ORDER BY c.idx",
     [S_FIND_CHUNK] = "SELECT f.path, c.off, c.len FROM chunks c JOIN files f ON f.fid = c.fid "
                      "WHERE c.id = ?1 LIMIT 1",
+    [S_ANY_FILE] = "SELECT 1 FROM files LIMIT 1",
     [S_FOREACH] = "SELECT path, type, mode, size, mtime_ns, ctime_ns, ino, id, target, seq "
                   "FROM files WHERE ?1 = '' OR " IN_TREE("path") " ORDER BY path",
     /* A table scan, in fid order: no lookup of each row through the path
@@ -402,6 +404,19 @@ int index_find_chunk(struct index *ix, const struct content_id *id, char **path,
     if (rc == SQLITE_ROW)
         return *path ? 0 : -ENOMEM;
     return rc == SQLITE_DONE ? -ENOENT : fail(ix);
+}
+
+int index_is_empty(struct index *ix, bool *empty)
+{
+    sqlite3_stmt *s = prep(ix, S_ANY_FILE);
+    if (!s)
+        return fail(ix);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail(ix);
+    *empty = rc == SQLITE_DONE;
+    return 0;
 }
 
 static int foreach_row(struct index *ix, enum stmt_id id, const char *prefix,

@@ -81,6 +81,10 @@ int index_rename(struct index *ix, const char *from, const char *to);
 /* The chunks of a path, in file order; *out is malloc'ed. */
 int index_get_chunks(struct index *ix, const char *path, struct chunk **out, size_t *n);
 
+/* *empty: no row at all (no file, directory or symlink, so no chunk
+ * either).  0 or a negative error. */
+int index_is_empty(struct index *ix, bool *empty);
+
 /* Where a chunk with this id can be read: a path (malloc'ed) and offset.
  * -ENOENT if no file holds it. */
 int index_find_chunk(struct index *ix, const struct content_id *id, char **path,

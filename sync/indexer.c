@@ -13,6 +13,7 @@
 #include "indexer.h"
 #include "../fs/change_stream.h"
 #include "chunker.h"
+#include "chunker_split.h"
 #include "dir_listing.h"
 #include "hold.h"
 #include "index.h"
@@ -71,6 +72,7 @@ struct indexer {
     int src_fd; /* O_RDONLY|O_DIRECTORY on SRC */
     struct index *ix;
     bool owns_ix;
+    bool split; /* big files chunked on two threads (indexer_set_split) */
     struct rules *rules;
     /* thread mode */
     struct change_stream *cs;
@@ -157,7 +159,8 @@ static int hash_file(struct indexer *in, int fd, const char *path, bool existed,
         return r;
     }
     free(old);
-    return chunker_hash_fd(fd, chunks, n, id, bytes);
+    return in->split ? chunker_hash_fd_split(fd, chunks, n, id, bytes)
+                     : chunker_hash_fd(fd, chunks, n, id, bytes);
 }
 
 static int store_regular(struct indexer *in, int dirfd, const char *name, struct index_file *now,
@@ -450,6 +453,11 @@ int indexer_new(const char *src, struct index *ix, struct indexer **out, char *e
     pthread_mutex_init(&in->counts_lock, NULL);
     *out = in;
     return 0;
+}
+
+void indexer_set_split(struct indexer *in, bool on)
+{
+    in->split = on;
 }
 
 void indexer_free(struct indexer *in)

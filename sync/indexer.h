@@ -42,6 +42,12 @@ int indexer_new(const char *src, struct index *ix, struct indexer **out, char *e
                 size_t errsize);
 void indexer_free(struct indexer *in);
 
+/* Chunk files of CHUNKER_SPLIT_MIN bytes or more on two threads
+ * (chunker_split.h): for a one-shot scan with a core to spare, such as
+ * `wsync push` indexing SRC.  Off by default (a mount's indexer stays on
+ * one core). */
+void indexer_set_split(struct indexer *in, bool on);
+
 /* Compare all of SRC with the index and fix every difference. */
 int indexer_scan(struct indexer *in, struct indexer_counts *counts);
 

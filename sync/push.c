@@ -399,18 +399,16 @@ static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *bu
     ssize_t n = fd >= 0 ? pread(fd, buf, len, (off_t)off) : -1;
     if (fd >= 0)
         close(fd);
-    struct content_id got;
-    if (n == (ssize_t)len)
-        content_id_of_chunk(buf, len, &got);
-    if (n != (ssize_t)len || !content_id_eq(&got, id)) {
+    /* The encoder hashes the bytes (-ESTALE when they are not the chunk
+     * any more): hashing them here too cost a third pass over SRC. */
+    struct msg m = {.type = MSG_DATA, .data = {.id = *id, .bytes = buf, .len = len}};
+    r = n == (ssize_t)len ? send_msg(p, &m) : -ESTALE;
+    if (r == -ESTALE)
         snprintf(p->err, p->errsize, "%s/%s changed during the push; run it again", p->src,
                  path);
-        free(path);
-        return -EAGAIN;
-    }
     free(path);
-    struct msg m = {.type = MSG_DATA, .data = {.id = *id, .bytes = buf, .len = len}};
-    r = send_msg(p, &m);
+    if (r == -ESTALE)
+        return -EAGAIN;
     if (!r) {
         p->res->chunks_sent++;
         p->res->data_bytes += len;
@@ -446,6 +444,7 @@ static int serve_wants(struct sender *p)
         }
         if (!r)
             r = wire_flush(p->w, p->err, p->errsize);
+        p->res->t_data = elapsed(p);
         pthread_mutex_lock(&p->lock);
         p->wanted_done = to;
         pthread_mutex_unlock(&p->lock);
@@ -502,6 +501,8 @@ static int open_source(struct sender *p)
     int r = index_open(-1, state, false, &p->ix, p->err, p->errsize);
     if (!r)
         r = indexer_new(p->src, p->ix, &p->in, p->err, p->errsize);
+    if (!r) /* the far side is idle until our HELLO: its core is free */
+        indexer_set_split(p->in, true);
     if (!r && !p->opt->trust_index) {
         progress(p, "indexing", false);
         /* The manifest comes from the rows the scan loaded, when it
@@ -514,6 +515,7 @@ static int open_source(struct sender *p)
         snprintf(p->err, p->errsize, "manifest of %s: %s", p->src, strerror(-r));
     if (!r && (r = tree_root_from_manifest(p->local, &p->res->src_root)))
         snprintf(p->err, p->errsize, "tree root of %s: %s", p->src, strerror(-r));
+    p->res->t_indexed = elapsed(p);
     return r;
 }
 
@@ -542,6 +544,7 @@ static int handshake(struct sender *p)
     }
     if (!r && !(r = read_listing(p)))
         p->listed = true;
+    p->res->t_listed = elapsed(p);
     return r;
 }
 
@@ -560,6 +563,7 @@ static int commit_batch(struct sender *p, bool want_root)
     p->nwanted = p->wanted_done = 0;
     p->acked = p->failed = false;
     r = serve_wants(p);
+    p->res->t_acked = elapsed(p);
     sent_groups_clear(&p->groups);
     if (!r && want_root)
         p->res->dest_root = p->ack.root;
@@ -691,10 +695,12 @@ int sender_sync_all(struct sender *p)
         return 0; /* the same manifest on both sides; dest_root came with it */
     p->sent = 0;
     r = descend(p);
+    p->res->t_listed = elapsed(p);
     if (!r)
         r = plan_all(p);
     if (!r && p->opt->delete_extra)
         r = send_deletes(p);
+    p->res->t_planned = elapsed(p);
     if (r || p->opt->dry_run)
         return r ? explain_failure(p, r) : 0;
     if (p->sent == 0)

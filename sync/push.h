@@ -53,6 +53,10 @@ struct push_result {
     uint64_t data_bytes;                     /* chunk bytes before compression */
     double seconds;
     struct content_id src_root, dest_root;   /* dest_root: after the push */
+    /* When each phase of the last sync_all ended, in seconds since the
+     * session started (0: not reached): SRC indexed, the far side's
+     * listing read, every UPDATE sent, the last wanted DATA sent, the ACK. */
+    double t_indexed, t_listed, t_planned, t_data, t_acked;
 };
 
 /* Run it.  0 on success (for verify_only: also when the roots differ;

@@ -4,6 +4,7 @@
  * changes with it, so a failure here means the change is wrong, not the test.
  */
 #include "sync/chunker.h"
+#include "sync/chunker_split.h"
 #include "sync/content_id.h"
 
 #include "tests/lib/harness.h"
@@ -292,6 +293,58 @@ START_TEST(fd_matches_buffer)
 }
 END_TEST
 
+/* chunker_hash_fd_split of b[0..n) in a memfd; also checks *size. */
+static struct chunk *chunk_split(const uint8_t *b, size_t n, size_t *nchunks,
+                                 struct content_id *fid)
+{
+    int fd = memfd_create("test_chunker_split", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    for (size_t k = 0; k < n;) {
+        ssize_t w = write(fd, b + k, n - k);
+        ck_assert_int_gt(w, 0);
+        k += (size_t)w;
+    }
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    struct chunk *c = NULL;
+    uint64_t size = 0;
+    ck_assert_int_eq(chunker_hash_fd_split(fd, &c, nchunks, fid, &size), 0);
+    ck_assert_uint_eq(size, n);
+    close(fd);
+    return c;
+}
+
+/* Two threads give exactly the one-thread chunks: on random bytes (the
+ * halves meet a chunk or two after the middle), on zeros whose periodic
+ * cuts never meet the helper's (the middle is 4 KiB off their period: the
+ * first thread goes on alone), and below the size where it splits. */
+START_TEST(split_matches_sequential)
+{
+    size_t big = CHUNKER_SPLIT_MIN + 8 * MiB + 8192; /* middle: 4 KiB past 256 KiB steps */
+    uint8_t *rnd = random_bytes(big, SEED ^ 9);
+    uint8_t *zero = calloc(big, 1);
+    ck_assert_ptr_nonnull(zero);
+    const uint8_t *inputs[] = {rnd, zero, rnd};
+    size_t lens[] = {big, big, CHUNKER_SPLIT_MIN - 1};
+    for (size_t t = 0; t < 3; t++) {
+        size_t na, nb;
+        struct content_id fa, fb;
+        struct chunk *a = chunk_all(inputs[t], lens[t], &na, &fa);
+        struct chunk *c = chunk_split(inputs[t], lens[t], &nb, &fb);
+        ck_assert_uint_eq(na, nb);
+        ck_assert(content_id_eq(&fa, &fb));
+        for (size_t i = 0; i < na; i++) {
+            ck_assert_uint_eq(a[i].off, c[i].off);
+            ck_assert_uint_eq(a[i].len, c[i].len);
+            ck_assert(content_id_eq(&a[i].id, &c[i].id));
+        }
+        free(a);
+        free(c);
+    }
+    free(zero);
+    free(rnd);
+}
+END_TEST
+
 static int id_order(const void *a, const void *b)
 {
     return content_id_cmp(a, b);
@@ -389,6 +442,7 @@ int main(void)
     tcase_add_test(tc, small_and_empty_inputs);
     tcase_add_test(tc, any_buffer_size_gives_the_same_boundaries);
     tcase_add_test(tc, fd_matches_buffer);
+    tcase_add_test(tc, split_matches_sequential);
     tcase_add_test(tc, insert_at_start_changes_at_most_two_chunks);
     tcase_add_test(tc, append_changes_only_the_tail);
     tcase_add_test(tc, content_id_hex_and_hasher);
