@@ -61,8 +61,11 @@ static bool eligible(struct wfs *fs, struct wfs_inode *in)
  * file: a few READs at most, or none from the page cache we keep across
  * opens (keep_cache), while passthrough costs two ioctls and a backing
  * file per open (measured: warm `cat` of 3000 2 KB files took the daemon
- * twice the CPU).  Plain for a non-root writer of a suid/sgid file: its
- * writes must clear those bits, and passed through they would not (the
+ * twice the CPU).  Plain for a writer of a file already big (an in-place
+ * edit: a database, a log appended to, a 1-byte fix in a big asset), so its
+ * WRITEs bring the ranges that let the indexer re-chunk only what changed:
+ * passed through, a 28-byte write re-read 64 MiB (test_index).  Plain for
+ * a non-root writer of a suid/sgid file: its writes must clear those bits, and passed through they would not (the
  * kernel writes the backing file with the daemon's credentials, which
  * keep them, and leaves the clearing to us: FUSE_HANDLE_KILLPRIV_V2).
  * File capabilities need nothing: the backing fs drops them on any write.
@@ -80,6 +83,7 @@ static int take_backing(struct wfs *fs, struct wfs_inode *in, int fd, const stru
         return in->backing_id;
     }
     if (!eligible(fs, in) || !st || (!writable && st->st_size < PASSTHROUGH_READ_MIN_BYTES) ||
+        (writable && st->st_size >= PASSTHROUGH_EDIT_MIN_BYTES) ||
         (clears && (st->st_mode & (S_ISUID | S_ISGID))))
         return 0;
     int id = fuse_io_backing_open(fs->se, fd);

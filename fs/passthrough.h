@@ -3,8 +3,9 @@
  * and writes the backing file itself, with no round trip to the daemon.
  *
  * An open is passed through when the kernel agreed at INIT (fuse_io.h),
- * the file is a regular file on a mirrored path, it is open for writing or
- * is at least PASSTHROUGH_READ_MIN_BYTES, and registering it as a backing
+ * the file is a regular file on a mirrored path, it is open for writing
+ * (and then empty or below PASSTHROUGH_EDIT_MIN_BYTES) or for reading only
+ * (and then at least PASSTHROUGH_READ_MIN_BYTES), and registering it as a backing
  * file works; otherwise it is served by us as before (read and
  * write ops), silently, with one line in the daemon's log the first time
  * the kernel refuses.
@@ -30,6 +31,13 @@
 /* A read-only first open of a file smaller than this is served by us
  * (passthrough.c, take_backing: small reads cost less that way). */
 #define PASSTHROUGH_READ_MIN_BYTES (256 << 10)
+
+/* A first open for writing of a file this big (after the open: O_TRUNC has
+ * emptied it) is served by us: an in-place edit of a big file keeps its
+ * per-write ranges, so the indexer re-chunks only what changed (rechunk.h)
+ * instead of re-reading the whole file.  New and truncated files, where
+ * ranges say nothing, are passed through. */
+#define PASSTHROUGH_EDIT_MIN_BYTES (1 << 20)
 
 /* Decide the mode of a new handle `fd` (open with `flags` by uid/gid) on
  * `in`, and record it.  Returns the backing id to put in the OPEN/CREATE
