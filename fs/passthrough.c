@@ -67,8 +67,9 @@ static bool eligible(struct wfs *fs, struct wfs_inode *in)
  * passed through, a 28-byte write re-read 64 MiB (test_index).  Plain for
  * a non-root writer of a suid/sgid file: its writes must clear those bits,
  * and passed through they would not (the kernel writes the backing file
- * with the daemon's credentials, which keep them, and leaves the clearing to us: FUSE_HANDLE_KILLPRIV_V2).
- * File capabilities need nothing: the backing fs drops them on any write.
+ * with the daemon's credentials, which keep them, and leaves the clearing
+ * to us: FUSE_HANDLE_KILLPRIV_V2).  File capabilities need nothing: the
+ * backing fs drops them on any write.
  * A later handle follows the mode; a writer that must clear suid/sgid on
  * an inode already passed through clears them now, at open: early, never
  * late. */
