@@ -287,6 +287,21 @@ void inode_table_unref(struct inode_table *t, struct wfs_inode *in, uint64_t n)
     pthread_mutex_unlock(&t->lock);
 }
 
+struct wfs_inode *inode_table_hold(struct inode_table *t, dev_t dev, ino_t ino, uint64_t *id)
+{
+    pthread_mutex_lock(&t->lock);
+    struct wfs_inode *in = find_locked(t, dev, ino);
+    if (!in)
+        for (in = t->aliases[hash_key(dev, ino) & (ALIAS_BUCKETS - 1)]; in; in = in->alias_next)
+            if (in->alias_ino == ino && in->alias_dev == dev)
+                break;
+    if (in && in != &t->root)
+        in->nlookup++;
+    *id = !in ? 0 : in == &t->root ? FUSE_ROOT_ID : (uint64_t)(uintptr_t)in;
+    pthread_mutex_unlock(&t->lock);
+    return in;
+}
+
 uint64_t inode_table_nodeid(struct inode_table *t, dev_t dev, ino_t ino)
 {
     pthread_mutex_lock(&t->lock);

@@ -118,6 +118,12 @@ void inode_table_unref(struct inode_table *t, struct wfs_inode *inode, uint64_t 
  * of a merged dir), or 0 if the kernel has none. */
 uint64_t inode_table_nodeid(struct inode_table *t, dev_t dev, ino_t ino);
 
+/* The inode for (dev, ino) as inode_table_nodeid finds it, with one more
+ * lookup so a concurrent FORGET cannot free it while the caller (a thread
+ * other than FUSE's, the watcher) reads it; *id gets its node id.  NULL
+ * (*id 0) if the kernel has none.  Release with inode_table_unref(.., 1). */
+struct wfs_inode *inode_table_hold(struct inode_table *t, dev_t dev, ino_t ino, uint64_t *id);
+
 /* Number of inodes in the table, root included. */
 size_t inode_table_size(struct inode_table *t);
 

@@ -104,6 +104,28 @@ static void decode(const char *ev_start, const struct fanotify_event_metadata *m
     }
 }
 
+/* The inode behind a handle, held (inode_table_hold), or NULL if the
+ * kernel holds none. */
+static struct wfs_inode *handle_inode(struct watcher *w, struct file_handle *fh, int *fd_out,
+                                      uint64_t *id)
+{
+    struct wfs *fs = w->fs;
+    *fd_out = -1;
+    *id = 0;
+    if (!fh)
+        return NULL;
+    int fd = open_by_handle_at(w->handle_root, fh, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return NULL;
+    }
+    *fd_out = fd;
+    return inode_table_hold(fs->inodes, st.st_dev, st.st_ino, id);
+}
+
 /* Node id of the object behind a handle, or 0 if the kernel holds none. */
 static uint64_t handle_nodeid(struct watcher *w, struct file_handle *fh, int *fd_out)
 {
@@ -154,13 +176,16 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
      * passthrough_wrote tells by the file's ctime.) */
     int obj_fd = -1;
     uint64_t obj_id = 0;
+    struct wfs_inode *obj = NULL; /* held until this event is handled */
     if (ev->mask & (FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE))
-        obj_id = handle_nodeid(w, ev->obj, &obj_fd);
+        obj = handle_inode(w, ev->obj, &obj_fd, &obj_id);
     /* A close for writing is watched for one case only: a shared mapping
      * of a passed-through file outlives its fd, writes SRC's file with no
      * event at all, and its end closes the kernel's backing file. */
     if ((ev->mask & WATCH_MASK & ~FAN_ONDIR) == FAN_CLOSE_WRITE) {
-        if (obj_id && passthrough_changed_after_close(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
+        bool changed = obj_id && passthrough_changed_after_close(obj, obj_fd);
+        inode_table_unref(fs->inodes, obj, 1);
+        if (changed) {
             fuse_lowlevel_notify_inval_inode(fs->se, obj_id, 0, 0);
             change_stream_note(fs->changes, CHANGE_WRITE, path, NULL, 0, 0);
         }
@@ -169,8 +194,10 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
         close(dir_fd);
         return false;
     }
-    if (obj_id && (ev->mask & WATCH_MASK & ~(FAN_ONDIR | FAN_CLOSE_WRITE)) == FAN_MODIFY &&
-        passthrough_wrote(wfs_inode_of_fs(fs, obj_id), obj_fd)) {
+    bool own = obj_id && (ev->mask & WATCH_MASK & ~(FAN_ONDIR | FAN_CLOSE_WRITE)) == FAN_MODIFY &&
+               passthrough_wrote(obj, obj_fd);
+    inode_table_unref(fs->inodes, obj, 1); /* obj_id stays a valid name for the kernel's */
+    if (own) {
         close(obj_fd);
         close(dir_fd);
         /* pages too: an empty range if the inode is passed through, and
