@@ -71,6 +71,7 @@ static void on_ready(void *arg)
 
 static void *signal_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-signal"); /* for top -H and perf */
     struct daemon *d = arg;
     int sig;
     if (sigwait(&d->signals, &sig) == 0 && sig != SIGUSR1)

@@ -241,6 +241,7 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
 
 static void *watcher_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-watch"); /* for top -H and perf */
     struct watcher *w = arg;
     char buf[64 * 1024];
     struct fan_event ev;
