@@ -180,6 +180,11 @@ int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
     return ret < 0 ? ret : 0;
 }
 
+bool wfs_sync_changes(struct wfs *fs, int timeout_ms)
+{
+    return watcher_sync(fs->watcher, timeout_ms);
+}
+
 void wfs_stop(struct wfs *fs)
 {
     if (!fs->se)
