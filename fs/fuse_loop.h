@@ -12,8 +12,8 @@
  *
  * Which requests leave the hot thread (fuse_loop_pooled): those that can
  * wait on the disk or on another process — READ (a cold page), WRITE
- * (dirty throttling), FSYNC, FSYNCDIR, FALLOCATE, COPY_FILE_RANGE, LSEEK,
- * the lock and ioctl/poll requests.  Metadata requests (LOOKUP, GETATTR,
+ * (dirty throttling), FSYNC, FSYNCDIR, FALLOCATE, COPY_FILE_RANGE and
+ * LSEEK.  Metadata requests (LOOKUP, GETATTR,
  * CREATE, UNLINK, RENAME, OPEN, RELEASE, READDIR...) stay: they are short,
  * and they are what serial clients send.
  *
