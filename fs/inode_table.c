@@ -287,17 +287,30 @@ void inode_table_unref(struct inode_table *t, struct wfs_inode *in, uint64_t n)
     pthread_mutex_unlock(&t->lock);
 }
 
-struct wfs_inode *inode_table_hold(struct inode_table *t, dev_t dev, ino_t ino, uint64_t *id)
+/* Under t->lock: the inode known by (dev, ino) as its key or as an alias
+ * (a copied-up overlay file is still reported under its lower identity). */
+static struct wfs_inode *find_any_locked(struct inode_table *t, dev_t dev, ino_t ino)
 {
-    pthread_mutex_lock(&t->lock);
     struct wfs_inode *in = find_locked(t, dev, ino);
     if (!in)
         for (in = t->aliases[hash_key(dev, ino) & (ALIAS_BUCKETS - 1)]; in; in = in->alias_next)
             if (in->alias_ino == ino && in->alias_dev == dev)
                 break;
+    return in;
+}
+
+static uint64_t nodeid_of(struct inode_table *t, struct wfs_inode *in)
+{
+    return !in ? 0 : in == &t->root ? FUSE_ROOT_ID : (uint64_t)(uintptr_t)in;
+}
+
+struct wfs_inode *inode_table_hold(struct inode_table *t, dev_t dev, ino_t ino, uint64_t *id)
+{
+    pthread_mutex_lock(&t->lock);
+    struct wfs_inode *in = find_any_locked(t, dev, ino);
     if (in && in != &t->root)
         in->nlookup++;
-    *id = !in ? 0 : in == &t->root ? FUSE_ROOT_ID : (uint64_t)(uintptr_t)in;
+    *id = nodeid_of(t, in);
     pthread_mutex_unlock(&t->lock);
     return in;
 }
@@ -305,12 +318,7 @@ struct wfs_inode *inode_table_hold(struct inode_table *t, dev_t dev, ino_t ino, 
 uint64_t inode_table_nodeid(struct inode_table *t, dev_t dev, ino_t ino)
 {
     pthread_mutex_lock(&t->lock);
-    struct wfs_inode *in = find_locked(t, dev, ino);
-    if (!in)
-        for (in = t->aliases[hash_key(dev, ino) & (ALIAS_BUCKETS - 1)]; in; in = in->alias_next)
-            if (in->alias_ino == ino && in->alias_dev == dev)
-                break;
-    uint64_t id = !in ? 0 : in == &t->root ? FUSE_ROOT_ID : (uint64_t)(uintptr_t)in;
+    uint64_t id = nodeid_of(t, find_any_locked(t, dev, ino));
     pthread_mutex_unlock(&t->lock);
     return id;
 }
