@@ -27,6 +27,7 @@
 #define LOG_RING 8192
 
 #define FLUSH_TIMEOUT_MS 10000
+#define LOG_SYNC_MS 1000 /* log/pending wait this long at most for the watcher */
 
 struct daemon {
     const struct wfs_options *opt;
@@ -71,6 +72,7 @@ static void on_ready(void *arg)
 
 static void *signal_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-signal"); /* for top -H and perf */
     struct daemon *d = arg;
     int sig;
     if (sigwait(&d->signals, &sig) == 0 && sig != SIGUSR1)
@@ -245,9 +247,13 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
     if (got >= 1 && strcmp(word, "status") == 0) {
         add_status(d, reply, json);
     } else if (got >= 1 && strcmp(word, "log") == 0) {
+        /* Show every change made before the request, including writes the
+         * kernel passed through whose RELEASE is still on its way. */
+        wfs_sync_changes(d->fs, LOG_SYNC_MS);
         change_stream_recent(d->changes, got >= 2 ? n : 20, json ? add_event_json : add_event,
                              reply);
     } else if (got >= 1 && strcmp(word, "pending") == 0) {
+        wfs_sync_changes(d->fs, LOG_SYNC_MS);
         change_stream_peek(d->changes, add_pending, reply);
     } else if (got >= 1 && strcmp(word, "flush") == 0) {
         /* "flush [MS]": the caller's bound, else ours.  Changes noted but
@@ -256,7 +262,9 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
         __atomic_store_n(&d->flush_ms, ms, __ATOMIC_RELAXED);
         struct timespec t0, t;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        bool indexed = wait_indexed(d, ms);
+        /* Writes the kernel passed through reach the change stream by the
+         * watcher (or at RELEASE, after close() returned): let it catch up. */
+        bool indexed = wfs_sync_changes(d->fs, ms) && wait_indexed(d, ms);
         clock_gettime(CLOCK_MONOTONIC, &t);
         long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
         if (!indexed)

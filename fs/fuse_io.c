@@ -110,6 +110,11 @@ static void inspect_request(const char *buf, size_t n)
     }
 }
 
+void fuse_io_adopt_request(const void *buf, size_t n)
+{
+    inspect_request(buf, n);
+}
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
     (void)userdata;

@@ -11,14 +11,16 @@
  * FATTR_KILL_SUIDGID), which this layer reads off the raw request for the
  * worker thread that is about to handle it.
  *
- * Invariant: a libfuse worker reads one request and handles it on the same
- * thread before reading the next, so a thread-local flag set here at read
- * time belongs to the request that thread is handling.
+ * Invariant: a thread reads one request and handles it before reading the
+ * next, so a thread-local flag set here at read time belongs to the request
+ * that thread is handling.  A request handed to another thread (fuse_loop.h)
+ * is adopted there first (fuse_io_adopt_request).
  */
 #ifndef WSYNC_FUSE_IO_H
 #define WSYNC_FUSE_IO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct fuse_session;
@@ -29,6 +31,9 @@ struct fuse_session;
  * 0 or -errno. */
 int fuse_io_install(struct fuse_session *se, void (*after_init)(void *arg), void *arg);
 
+/* Set this thread's per-request flags from the raw request in `buf` (`n`
+ * bytes), read on another thread, before handling it here. */
+void fuse_io_adopt_request(const void *buf, size_t n);
 /* True if the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (after INIT). */
 bool fuse_io_killpriv_v2(void);
 

@@ -45,8 +45,16 @@ static void set_file_info(struct fuse_file_info *fi, int fd)
 }
 
 /* Decide whether the kernel passes the new handle's I/O through (fs/
- * passthrough.h) and arm the reply for it.  A handle open for writing then
- * needs FLUSH: its writes are noted on close. */
+ * passthrough.h) and arm the reply for it.
+ *
+ * A non-root writer's handle then needs FLUSH: suid/sgid the file gained
+ * while it was open must be gone when close() returns, as natively.  A
+ * root writer's does not, and FLUSH would cost every `cp`, compiler output
+ * and `git add` object one more round trip (a create is 3 instead of 4):
+ * its writes reach the change stream through the watcher (the kernel's
+ * writes to SRC's file), and at RELEASE, which the kernel sends just after
+ * close() returns.  A `flush` syncs with the watcher first
+ * (wfs_sync_changes), so nothing written before it is missed. */
 static void choose_passthrough(fuse_req_t req, struct wfs *fs, struct wfs_inode *in, int fd,
                                struct fuse_file_info *fi)
 {
@@ -56,7 +64,7 @@ static void choose_passthrough(fuse_req_t req, struct wfs *fs, struct wfs_inode 
         /* The kernel takes no page-cache flag with passthrough (EIO): the
          * backing file's own cache serves. */
         fi->keep_cache = 0;
-        if ((fi->flags & O_ACCMODE) != O_RDONLY)
+        if ((fi->flags & O_ACCMODE) != O_RDONLY && ctx->uid != 0)
             fi->noflush = 0;
     }
     fuse_io_reply_passthrough(id);

@@ -11,6 +11,7 @@
  * which may wait on a FUSE inode lock, cannot deadlock the daemon.
  */
 #include "watcher.h"
+#include "deadline.h"
 #include "passthrough.h"
 #include "path_cache.h"
 #include "wfs_internal.h"
@@ -31,6 +32,11 @@ struct watcher {
     int fan_fd;
     int handle_root; /* O_RDONLY on SRC: open_by_handle_at refuses O_PATH fds */
     int stop_pipe[2];
+    int kick_pipe[2]; /* watcher_sync: read every event queued so far */
+    pthread_mutex_t lock;
+    pthread_cond_t synced;
+    uint64_t sync_asked, sync_done; /* under lock */
+    int lag_ms; /* WSYNC_WATCH_LAG_MS: a test hook, a watcher far behind */
     pid_t self;
     pthread_t thread;
 };
@@ -239,54 +245,109 @@ static bool handle_event(struct watcher *w, const struct fan_event *ev)
     return true;
 }
 
+/* Read one buffer of events and handle them.  Returns read()'s result;
+ * *foreign is set if any event was not the mount's own. */
+static ssize_t read_events(struct watcher *w, char *buf, size_t size, bool *foreign)
+{
+    ssize_t n = read(w->fan_fd, buf, size);
+    if (n <= 0)
+        return n;
+    struct fan_event ev;
+    /* Events are packed at 4-byte alignment: copy each header out. */
+    struct fanotify_event_metadata m;
+    for (const char *p = buf; p + sizeof(m) <= buf + n; p += m.event_len) {
+        memcpy(&m, p, sizeof(m));
+        if (m.vers != FANOTIFY_METADATA_VERSION || m.event_len < sizeof(m) ||
+            p + m.event_len > buf + n)
+            break;
+        if (m.mask & FAN_Q_OVERFLOW) {
+            /* Lost events: we cannot know what changed.  Consumers rescan. */
+            change_stream_request_rescan(w->fs->changes);
+            continue;
+        }
+        if (m.pid == w->self)
+            continue;
+        decode(p, &m, &ev);
+        *foreign |= handle_event(w, &ev);
+    }
+    return n;
+}
+
+/* A watcher_sync asked: the ticket to answer once the queue is empty. */
+static uint64_t take_kick(struct watcher *w)
+{
+    char drain[64];
+    while (read(w->kick_pipe[0], drain, sizeof(drain)) > 0)
+        ;
+    pthread_mutex_lock(&w->lock);
+    uint64_t ticket = w->sync_asked;
+    pthread_mutex_unlock(&w->lock);
+    return ticket;
+}
+
 static void *watcher_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-watch"); /* for top -H and perf */
     struct watcher *w = arg;
     char buf[64 * 1024];
-    struct fan_event ev;
-    struct pollfd pfd[2] = {{.fd = w->fan_fd, .events = POLLIN},
-                            {.fd = w->stop_pipe[0], .events = POLLIN}};
+    struct pollfd pfd[3] = {{.fd = w->fan_fd, .events = POLLIN},
+                            {.fd = w->stop_pipe[0], .events = POLLIN},
+                            {.fd = w->kick_pipe[0], .events = POLLIN}};
     for (;;) {
-        if (poll(pfd, 2, -1) < 0) {
+        if (poll(pfd, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
         if (pfd[1].revents)
             break;
-        ssize_t n = read(w->fan_fd, buf, sizeof(buf));
-        if (n <= 0)
-            continue;
-        /* Events are packed at 4-byte alignment: copy each header out. */
-        struct fanotify_event_metadata m;
+        if (w->lag_ms > 0 && !pfd[2].revents && poll(&pfd[1], 2, w->lag_ms) > 0 &&
+            pfd[1].revents)
+            break;
+        uint64_t ticket = pfd[2].revents ? take_kick(w) : 0;
         bool foreign = false;
-        for (const char *p = buf; p + sizeof(m) <= buf + n; p += m.event_len) {
-            memcpy(&m, p, sizeof(m));
-            if (m.vers != FANOTIFY_METADATA_VERSION || m.event_len < sizeof(m) ||
-                p + m.event_len > buf + n)
-                break;
-            if (m.mask & FAN_Q_OVERFLOW) {
-                /* Lost events: we cannot know what changed.  Consumers rescan. */
-                change_stream_request_rescan(w->fs->changes);
-                continue;
-            }
-            if (m.pid == w->self)
-                continue;
-            decode(p, &m, &ev);
-            foreign |= handle_event(w, &ev);
+        /* Once a sync is asked, read until the queue is empty (the fd is
+         * non-blocking): every event queued before the ask is handled. */
+        while (read_events(w, buf, sizeof(buf), &foreign) > 0 && ticket)
+            ;
+        if (ticket) {
+            pthread_mutex_lock(&w->lock);
+            w->sync_done = ticket;
+            pthread_cond_broadcast(&w->synced);
+            pthread_mutex_unlock(&w->lock);
         }
         /* A buffer of nothing but our own events means the FUSE threads are
          * busy writing SRC: each of their writes queues one.  Waking for
          * every one of them costs a context switch per FUSE op, so let them
          * pile up for a moment and read them in one go.  An outside edit
-         * arriving meanwhile waits at most OWN_EVENTS_PAUSE_MS.  Writes
-         * passed through by the kernel count as ours: the writer's events
-         * for one file merge in the queue meanwhile (same pid, same
-         * object), one event per pause instead of one per write(2). */
-        if (!foreign && poll(&pfd[1], 1, OWN_EVENTS_PAUSE_MS) > 0)
+         * arriving meanwhile waits at most OWN_EVENTS_PAUSE_MS; a sync ask
+         * ends the pause.  Writes passed through by the kernel count as
+         * ours: the writer's events for one file merge in the queue
+         * meanwhile (same pid, same object), one event per pause instead
+         * of one per write(2). */
+        if (!foreign && poll(&pfd[1], 2, OWN_EVENTS_PAUSE_MS) > 0 && pfd[1].revents)
             break;
     }
     return NULL;
+}
+
+bool watcher_sync(struct watcher *w, int timeout_ms)
+{
+    if (!w)
+        return true;
+    pthread_mutex_lock(&w->lock);
+    uint64_t ticket = ++w->sync_asked;
+    pthread_mutex_unlock(&w->lock);
+    ssize_t r = write(w->kick_pipe[1], "k", 1); /* full pipe: a kick is pending anyway */
+    (void)r;
+    struct timespec dl = deadline_in_ms(timeout_ms);
+    pthread_mutex_lock(&w->lock);
+    int e = 0;
+    while (w->sync_done < ticket && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&w->synced, &w->lock, &dl);
+    bool done = w->sync_done >= ticket;
+    pthread_mutex_unlock(&w->lock);
+    return done;
 }
 
 int watcher_start(struct wfs *fs, struct watcher **out)
@@ -297,7 +358,12 @@ int watcher_start(struct wfs *fs, struct watcher **out)
         return -1;
     w->fs = fs;
     w->self = getpid();
+    const char *lag = getenv("WSYNC_WATCH_LAG_MS");
+    w->lag_ms = lag ? atoi(lag) : 0;
     w->stop_pipe[0] = w->stop_pipe[1] = -1;
+    w->kick_pipe[0] = w->kick_pipe[1] = -1;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->synced, NULL);
     w->handle_root = open(fs->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->handle_root < 0) {
         free(w);
@@ -311,7 +377,7 @@ int watcher_start(struct wfs *fs, struct watcher **out)
     if (fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, WATCH_MASK, AT_FDCWD,
                       fs->src) < 0)
         goto fail;
-    if (pipe2(w->stop_pipe, O_CLOEXEC) < 0)
+    if (pipe2(w->stop_pipe, O_CLOEXEC) < 0 || pipe2(w->kick_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         goto fail;
     int e = pthread_create(&w->thread, NULL, watcher_main, w);
     if (e) {
@@ -325,10 +391,14 @@ fail:;
     close(w->handle_root);
     if (w->fan_fd >= 0)
         close(w->fan_fd);
-    if (w->stop_pipe[0] >= 0) {
-        close(w->stop_pipe[0]);
-        close(w->stop_pipe[1]);
+    for (int i = 0; i < 2; i++) {
+        if (w->stop_pipe[i] >= 0)
+            close(w->stop_pipe[i]);
+        if (w->kick_pipe[i] >= 0)
+            close(w->kick_pipe[i]);
     }
+    pthread_cond_destroy(&w->synced);
+    pthread_mutex_destroy(&w->lock);
     free(w);
     errno = saved;
     return -1;
@@ -345,5 +415,9 @@ void watcher_stop(struct watcher *w)
     close(w->handle_root);
     close(w->stop_pipe[0]);
     close(w->stop_pipe[1]);
+    close(w->kick_pipe[0]);
+    close(w->kick_pipe[1]);
+    pthread_cond_destroy(&w->synced);
+    pthread_mutex_destroy(&w->lock);
     free(w);
 }

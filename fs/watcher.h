@@ -10,6 +10,8 @@
 #ifndef WSYNC_WATCHER_H
 #define WSYNC_WATCHER_H
 
+#include <stdbool.h>
+
 struct wfs;
 struct watcher;
 
@@ -17,6 +19,11 @@ struct watcher;
  * kernel refuses (no CAP_SYS_ADMIN, a filesystem without file handles). */
 int watcher_start(struct wfs *fs, struct watcher **out);
 
+/* Handle every event queued before this call (an edit made outside, or a
+ * write the kernel passed through for the mount) before returning: the
+ * barrier of a `flush`.  False if that took longer than timeout_ms.  NULL
+ * (no watcher) is synced. */
+bool watcher_sync(struct watcher *w, int timeout_ms);
 /* Stop the thread and free; NULL is fine. */
 void watcher_stop(struct watcher *w);
 

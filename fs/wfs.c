@@ -6,6 +6,7 @@
 #include "bdi.h"
 #include "caps_cache.h"
 #include "fuse_io.h"
+#include "fuse_loop.h"
 #include "overlay.h"
 #include "passthrough.h"
 #include "path_cache.h"
@@ -22,6 +23,7 @@
 
 #define DEFAULT_TIMEOUT 86400.0 /* exact invalidation keeps long timeouts correct */
 #define UNWATCHED_TIMEOUT 1.0   /* without a watcher, outside edits show within 1 s */
+#define WFS_POOL_THREADS 8      /* for READ/WRITE/FSYNC...: fuse_loop.h */
 
 static void set_err(char *err, size_t size, const char *fmt, const char *path, int e)
 {
@@ -170,18 +172,17 @@ int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
 {
     fs->on_ready = on_ready;
     fs->on_ready_arg = arg;
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-    if (!cfg)
-        return -ENOMEM;
-    fuse_loop_cfg_set_clone_fd(cfg, 1);
-    fuse_loop_cfg_set_max_threads(cfg, 16);
-    fuse_loop_cfg_set_idle_threads(cfg, 8);
-    int ret = fuse_session_loop_mt(fs->se, cfg);
-    fuse_loop_cfg_destroy(cfg);
+    /* One hot thread, slow requests to a pool: fuse_loop.h says why. */
+    int ret = fuse_loop_run(fs->se, WFS_POOL_THREADS);
     watcher_stop(fs->watcher);
     fs->watcher = NULL;
     fuse_session_unmount(fs->se);
     return ret < 0 ? ret : 0;
+}
+
+bool wfs_sync_changes(struct wfs *fs, int timeout_ms)
+{
+    return watcher_sync(fs->watcher, timeout_ms);
 }
 
 void wfs_stop(struct wfs *fs)

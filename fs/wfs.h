@@ -52,6 +52,11 @@ void wfs_close(struct wfs *fs);
  * success msg is "still-local" if a promoted path is still local. */
 int wfs_overlay_apply(struct wfs *fs, const char *op, const char *rel, char *msg, size_t size);
 
+/* Every outside edit, and every write the kernel passed through, made
+ * before this call is on the change stream when it returns true (false:
+ * not within timeout_ms).  The first step of a `flush`. */
+bool wfs_sync_changes(struct wfs *fs, int timeout_ms);
+
 /* Figures for `wsync status`. */
 struct wfs_stats {
     size_t inodes;       /* inodes the kernel holds */

@@ -77,6 +77,7 @@ static void serve_one(struct control_server *srv, int c)
 
 static void *server_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-control"); /* for top -H and perf */
     struct control_server *srv = arg;
     struct pollfd p[2] = {{.fd = srv->listen_fd, .events = POLLIN},
                           {.fd = srv->stop_pipe[0], .events = POLLIN}};

@@ -713,6 +713,7 @@ static int64_t realtime_ms(void)
 
 static void *indexer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-index"); /* for top -H and perf */
     struct indexer *in = arg;
     /* Linux: a thread's nice value is its own (ignored if not permitted). */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), INDEXER_NICE) != 0)

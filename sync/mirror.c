@@ -189,6 +189,7 @@ static int send_journal(struct mirror *m, struct sender *s, uint64_t *done, uint
 
 static void *mirror_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-mirror"); /* for top -H and perf */
     struct mirror *m = arg;
     int backoff = BACKOFF_MIN_MS;
     errno = 0;

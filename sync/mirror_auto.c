@@ -159,6 +159,7 @@ static void wait_next(struct mirror_auto *a, int ms, uint64_t seen)
 
 static void *mirror_auto_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-auto"); /* for top -H and perf */
     struct mirror_auto *a = arg;
     int backoff = BACKOFF_MIN_MS;
     char err[1024];

@@ -190,6 +190,7 @@ static int serve_rounds(struct mirror_twoway *m, struct twoway_link *l, uint64_t
 
 static void *mirror_twoway_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsync-twoway"); /* for top -H and perf */
     struct mirror_twoway *m = arg;
     int backoff = BACKOFF_MIN_MS;
     char err[1024];

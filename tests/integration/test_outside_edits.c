@@ -171,6 +171,22 @@ START_TEST(outside_edits_are_journaled)
 }
 END_TEST
 
+/* `wsync log` shows every edit made before it ran: the daemon syncs with
+ * the watcher before it answers.  The watcher is made to lag 400 ms behind
+ * (a test hook), so without that sync the edit would not be there yet. */
+START_TEST(log_waits_for_the_watcher)
+{
+    wm_teardown(&m);
+    setenv("WSYNC_WATCH_LAG_MS", "400", 1);
+    wm_setup(&m, "");
+    unsetenv("WSYNC_WATCH_LAG_MS");
+    wm_write(SRC("lagged"), "x");
+    char *out = wm_sh_out(NULL, "'%s' log --events -n 50 '%s'", wm_bin(), m.mnt);
+    ck_assert_msg(strstr(out, "outside lagged") != NULL, "the edit is not in the log:\n%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("outside_edits");
@@ -185,6 +201,7 @@ int main(void)
     tcase_add_test(tc, open_file_sees_outside_write);
     tcase_add_test(tc, editor_save_via_rename);
     tcase_add_test(tc, outside_edits_are_journaled);
+    tcase_add_test(tc, log_waits_for_the_watcher);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }

@@ -148,8 +148,11 @@ START_TEST(no_passthrough_turns_it_off)
 END_TEST
 
 /* A write through a passed-through handle is noted, for the whole file,
- * by the time close() returns; an open for writing that writes nothing
- * notes nothing; a write through a shared mapping is noted at close too. */
+ * by the time anything can ask after close() (`wsync log` here; a flush
+ * and an unmount too): root's handles have no FLUSH, so the note comes
+ * from the watcher or RELEASE, and the daemon syncs with the watcher
+ * before it answers.  An open for writing that writes nothing notes
+ * nothing; a write through a shared mapping is noted at close too. */
 START_TEST(writes_are_noted_by_close)
 {
     if (!require_passthrough())
