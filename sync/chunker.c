@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,10 +193,29 @@ size_t chunker_first_len(const void *buf, size_t len)
     return chunker_next(&c, buf, len, &used, &span) ? span.len : len;
 }
 
-/* A growable array of chunks; NULL `v` with `want` false: only the file id is kept. */
+int chunk_vec_append(struct chunk_vec *a, const struct chunk *c, size_t n)
+{
+    if (n == 0)
+        return 0; /* and no memcpy from a NULL array */
+    if (a->n + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 16;
+        while (cap < a->n + n)
+            cap *= 2;
+        struct chunk *v = realloc(a->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    memcpy(a->v + a->n, c, n * sizeof(*c));
+    a->n += n;
+    return 0;
+}
+
+/* The chunks of one input and its file id; with `want` false only the
+ * file id is kept (chunks.v stays NULL). */
 struct chunk_list {
-    struct chunk *v;
-    size_t n, cap;
+    struct chunk_vec chunks;
     bool want;
     struct content_hasher file;
 };
@@ -206,16 +226,8 @@ static int chunk_list_add(struct chunk_list *l, const struct chunk_span *span,
     content_hasher_update(&l->file, id->b, CONTENT_ID_SIZE);
     if (!l->want)
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        struct chunk *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = (struct chunk){.off = span->off, .len = span->len, .id = *id};
-    return 0;
+    struct chunk c = {.off = span->off, .len = span->len, .id = *id};
+    return chunk_vec_append(&l->chunks, &c, 1);
 }
 
 static void chunk_list_init(struct chunk_list *l, bool want)
@@ -230,8 +242,8 @@ static void chunk_list_done(struct chunk_list *l, struct chunk **chunks, size_t 
     if (file_id)
         content_hasher_final(&l->file, file_id);
     if (chunks) {
-        *chunks = l->v;
-        *nchunks = l->n;
+        *chunks = l->chunks.v;
+        *nchunks = l->chunks.n;
     }
 }
 
@@ -253,7 +265,7 @@ int chunker_hash_buffer(const void *buf, size_t len, struct chunk **chunks, size
         assert(span.off == k && span.len == used);
         content_id_of_chunk(p + k, span.len, &id);
         if (chunk_list_add(&l, &span, &id) < 0) {
-            free(l.v);
+            free(l.chunks.v);
             return -ENOMEM;
         }
         k += span.len;
@@ -332,7 +344,7 @@ int chunker_hash_fd(int fd, struct chunk **chunks, size_t *nchunks, struct conte
         *size = total;
 out:
     if (r < 0)
-        free(l.v);
+        free(l.chunks.v);
     free(buf);
     return r;
 }

@@ -54,6 +54,16 @@ struct chunk {
     struct content_id id;
 };
 
+/* A growable array of chunks: v[0..n) (malloc'ed; free() it), room for cap. */
+struct chunk_vec {
+    struct chunk *v;
+    size_t n, cap;
+};
+
+/* Append c[0..n) to a, doubling its room as needed (from 16 chunks).  0, or
+ * -ENOMEM with a unchanged. */
+int chunk_vec_append(struct chunk_vec *a, const struct chunk *c, size_t n);
+
 /* The 256-entry gear table (for tests and tools; it never changes). */
 extern const uint64_t chunker_gear[256];
 

@@ -31,39 +31,25 @@ struct run {
     struct run *other; /* the helper, joined the first time a cut passes mid */
     pthread_t thread;
     bool joined;
-    struct chunk *v;
-    size_t n, cap;
-    bool synced; /* stopped at other->v[sync_at].off */
+    struct chunk_vec chunks;
+    bool synced; /* stopped at other->chunks.v[sync_at].off */
     size_t sync_at;
     int r;
 };
 
-static int add(struct run *x, uint64_t off, uint32_t len, const struct content_id *id)
-{
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? 2 * x->cap : 64;
-        struct chunk *v = realloc(x->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        x->v = v;
-        x->cap = cap;
-    }
-    x->v[x->n++] = (struct chunk){.off = off, .len = len, .id = *id};
-    return 0;
-}
-
 /* Where the other run has a chunk starting at off, or SIZE_MAX. */
 static size_t find_start(const struct run *o, uint64_t off)
 {
-    size_t lo = 0, hi = o->n;
+    const struct chunk_vec *a = &o->chunks;
+    size_t lo = 0, hi = a->n;
     while (lo < hi) {
         size_t m = lo + (hi - lo) / 2;
-        if (o->v[m].off < off)
+        if (a->v[m].off < off)
             lo = m + 1;
         else
             hi = m;
     }
-    return lo < o->n && o->v[lo].off == off ? lo : SIZE_MAX;
+    return lo < a->n && a->v[lo].off == off ? lo : SIZE_MAX;
 }
 
 /* After a cut ending at end: true if this run may stop (synced). */
@@ -111,7 +97,8 @@ static int chunk_from(struct run *x)
         if (got == 0) {
             if (chunker_finish(&c, &span)) {
                 content_hasher_final(&piece, &id);
-                r = add(x, x->from + span.off, span.len, &id);
+                struct chunk last = {.off = x->from + span.off, .len = span.len, .id = id};
+                r = chunk_vec_append(&x->chunks, &last, 1);
             }
             break;
         }
@@ -132,9 +119,9 @@ static int chunk_from(struct run *x)
                 } else {
                     content_id_of_chunk(buf + k, used, &id);
                 }
-                uint64_t off = x->from + span.off;
-                r = add(x, off, span.len, &id);
-                stop = !r && synced_at(x, off + span.len);
+                struct chunk made = {.off = x->from + span.off, .len = span.len, .id = id};
+                r = chunk_vec_append(&x->chunks, &made, 1);
+                stop = !r && synced_at(x, made.off + made.len);
             }
             k += used;
         }
@@ -168,26 +155,28 @@ int chunker_hash_fd_split(int fd, struct chunk **chunks, size_t *nchunks,
     if (!self.joined)
         pthread_join(helper.thread, NULL);
     /* This run's chunks, then the helper's from where they met. */
-    for (size_t i = self.synced ? self.sync_at : helper.n; !r && i < helper.n; i++)
-        r = add(&self, helper.v[i].off, helper.v[i].len, &helper.v[i].id);
-    free(helper.v);
+    struct chunk_vec *all = &self.chunks, *theirs = &helper.chunks;
+    size_t from = self.synced ? self.sync_at : theirs->n;
+    if (!r)
+        r = chunk_vec_append(all, theirs->v + from, theirs->n - from);
+    free(theirs->v);
     if (r) {
-        free(self.v);
+        free(all->v);
         return r;
     }
     struct content_hasher h;
     content_hasher_init(&h);
-    for (size_t i = 0; i < self.n; i++)
-        content_hasher_update(&h, self.v[i].id.b, CONTENT_ID_SIZE);
+    for (size_t i = 0; i < all->n; i++)
+        content_hasher_update(&h, all->v[i].id.b, CONTENT_ID_SIZE);
     if (file_id)
         content_hasher_final(&h, file_id);
     if (size)
-        *size = self.n ? self.v[self.n - 1].off + self.v[self.n - 1].len : 0;
+        *size = all->n ? all->v[all->n - 1].off + all->v[all->n - 1].len : 0;
     if (chunks) {
-        *chunks = self.v;
-        *nchunks = self.n;
+        *chunks = all->v;
+        *nchunks = all->n;
     } else {
-        free(self.v);
+        free(all->v);
     }
     return 0;
 }

@@ -12,6 +12,7 @@
  * WIRE_INLINE_MAX travel inside UPDATE.
  */
 #include "push.h"
+#include "chunk_send.h"
 #include "index.h"
 #include "indexer.h"
 #include "manifest.h"
@@ -60,15 +61,8 @@ struct sender {
     char *err;
     size_t errsize;
     struct timespec t0;
-    /* what the reader thread collects after COMMIT */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct content_id *wanted;
-    size_t nwanted, wanted_cap, wanted_done;
-    bool acked, failed;
-    struct msg_ack ack;
-    char reader_err[1024];
-    uint64_t seq;       /* last COMMIT sent */
+    struct chunk_wants wants; /* what the reader thread collects after COMMIT */
+    uint64_t seq;             /* last COMMIT sent */
     struct dest dest;
     struct transport t;
 };
@@ -89,13 +83,13 @@ static void progress(struct sender *p, const char *phase, bool done)
         wire_get_stats(p->w, &ws);
     double t = elapsed(p);
     if (p->opt->on_progress) {
-        pthread_mutex_lock(&p->lock); /* the reader thread counts wanted chunks */
+        pthread_mutex_lock(&p->wants.lock); /* the reader thread counts wanted chunks */
         struct push_progress pp = {.phase = phase, .done = done, .files = p->res->files,
                                    .chunks_sent = p->res->chunks_sent,
                                    .chunks_wanted = p->res->chunks_wanted,
                                    .data_bytes = p->res->data_bytes, .bytes_out = ws.bytes_out,
                                    .seconds = t};
-        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&p->wants.lock);
         p->opt->on_progress(&pp, p->opt->progress_arg);
         return;
     }
@@ -329,86 +323,26 @@ static int send_deletes(struct sender *p)
     return 0;
 }
 
-static void *reader_main(void *arg)
+/* Called by the reader thread, under wants.lock. */
+static void count_wanted(void *arg, size_t n)
 {
     struct sender *p = arg;
-    for (;;) {
-        struct msg m;
-        int r = wire_recv(p->w, &m, p->reader_err, sizeof(p->reader_err));
-        pthread_mutex_lock(&p->lock);
-        if (!r && m.type == MSG_WANT) {
-            size_t need = p->nwanted + m.want.n;
-            if (need > p->wanted_cap) {
-                size_t cap = p->wanted_cap ? p->wanted_cap : 1024;
-                while (cap < need)
-                    cap *= 2;
-                struct content_id *v = realloc(p->wanted, cap * sizeof(*v));
-                if (!v)
-                    r = -ENOMEM;
-                else {
-                    p->wanted = v;
-                    p->wanted_cap = cap;
-                }
-            }
-            if (!r) {
-                memcpy(p->wanted + p->nwanted, m.want.ids, m.want.n * sizeof(*m.want.ids));
-                p->nwanted = need;
-                p->res->chunks_wanted += m.want.n;
-            }
-        } else if (!r && m.type == MSG_ACK) {
-            p->ack = m.ack;
-            p->acked = true;
-        } else if (!r && m.type == MSG_ERROR) {
-            snprintf(p->reader_err, sizeof(p->reader_err), "the far side failed: %s",
-                     m.error.message);
-            r = -(int)m.error.code;
-        } else if (!r) {
-            snprintf(p->reader_err, sizeof(p->reader_err), "unexpected %s after COMMIT",
-                     msg_type_name(m.type));
-            r = -EPROTO;
-        }
-        if (r)
-            p->failed = true;
-        bool stop = r || p->acked;
-        pthread_cond_signal(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-        if (!r)
-            msg_release(&m);
-        if (stop)
-            return NULL;
-    }
+    p->res->chunks_wanted += n;
 }
 
 /* Send one wanted chunk, read from wherever SRC holds it. */
-static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *buf)
+static int send_chunk(void *arg, const struct content_id *id, uint8_t *buf)
 {
+    struct sender *p = arg;
     const struct sent_group *g = sent_groups_get(&p->groups, id);
     if (g) { /* a group of a grouped chunk list: its chunks' lengths and ids */
         struct msg m = {.type = MSG_GROUP, .group = {.id = *id, .chunks = g->chunks, .n = g->n}};
         return send_msg(p, &m);
     }
-    char *path = NULL;
-    uint64_t off;
+    struct chunk_source src = {.ix = p->ix, .root_fd = p->src_fd, .name = p->src,
+                               .doing = "push"};
     uint32_t len;
-    int r = index_find_chunk(p->ix, id, &path, &off, &len);
-    if (r) {
-        snprintf(p->err, p->errsize, "a chunk the far side wants is no longer in %s", p->src);
-        return r;
-    }
-    int fd = openat(p->src_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? pread(fd, buf, len, (off_t)off) : -1;
-    if (fd >= 0)
-        close(fd);
-    /* The encoder hashes the bytes (-ESTALE when they are not the chunk
-     * any more): hashing them here too cost a third pass over SRC. */
-    struct msg m = {.type = MSG_DATA, .data = {.id = *id, .bytes = buf, .len = len}};
-    r = n == (ssize_t)len ? send_msg(p, &m) : -ESTALE;
-    if (r == -ESTALE)
-        snprintf(p->err, p->errsize, "%s/%s changed during the push; run it again", p->src,
-                 path);
-    free(path);
-    if (r == -ESTALE)
-        return -EAGAIN;
+    int r = chunk_send_data(p->w, &src, id, buf, &len, p->err, p->errsize);
     if (!r) {
         p->res->chunks_sent++;
         p->res->data_bytes += len;
@@ -418,62 +352,12 @@ static int send_chunk(struct sender *p, const struct content_id *id, uint8_t *bu
     return r;
 }
 
-/* After COMMIT: answer WANTs with DATA until the far side ACKs. */
-static int serve_wants(struct sender *p)
+/* After each run of DATA, flushed. */
+static void data_sent(void *arg)
 {
-    pthread_t reader;
-    int r = pthread_create(&reader, NULL, reader_main, p);
-    if (r)
-        return -r;
-    uint8_t *buf = malloc(CHUNKER_MAX_SIZE);
-    r = buf ? 0 : -ENOMEM;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (!r && p->wanted_done == p->nwanted && !p->acked && !p->failed)
-            pthread_cond_wait(&p->cond, &p->lock);
-        size_t from = p->wanted_done, to = p->nwanted;
-        bool finished = p->acked || p->failed;
-        pthread_mutex_unlock(&p->lock);
-        if (r || (finished && from == to))
-            break;
-        for (size_t i = from; !r && i < to; i++) {
-            pthread_mutex_lock(&p->lock);
-            struct content_id id = p->wanted[i]; /* the array may move while we send */
-            pthread_mutex_unlock(&p->lock);
-            r = send_chunk(p, &id, buf);
-        }
-        if (!r)
-            r = wire_flush(p->w, p->err, p->errsize);
-        p->res->t_data = elapsed(p);
-        pthread_mutex_lock(&p->lock);
-        p->wanted_done = to;
-        pthread_mutex_unlock(&p->lock);
-        progress(p, "data", false);
-    }
-    if (r) {
-        /* A far side that fails usually says why (ERROR) before it hangs
-         * up on our DATA: give the reader a moment to read that, then stop
-         * it, since it may wait for an ACK that will not come. */
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += 2;
-        pthread_mutex_lock(&p->lock);
-        while ((r == -EPIPE || r == -ECONNRESET) && !p->failed && !p->acked)
-            if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
-                break;
-        if (p->failed && (r == -EPIPE || r == -ECONNRESET) &&
-            strncmp(p->reader_err, "the far side failed", 19) == 0)
-            snprintf(p->err, p->errsize, "%s", p->reader_err);
-        pthread_mutex_unlock(&p->lock);
-        pthread_cancel(reader);
-    }
-    pthread_join(reader, NULL);
-    free(buf);
-    if (!r && p->failed) {
-        snprintf(p->err, p->errsize, "%s", p->reader_err);
-        r = -EPROTO;
-    }
-    return r;
+    struct sender *p = arg;
+    p->res->t_data = elapsed(p);
+    progress(p, "data", false);
 }
 
 /* SRC is a directory (checked before the far side is started). */
@@ -560,13 +444,11 @@ static int commit_batch(struct sender *p, bool want_root)
         r = wire_flush(p->w, p->err, p->errsize);
     if (r)
         return explain_failure(p, r);
-    p->nwanted = p->wanted_done = 0;
-    p->acked = p->failed = false;
-    r = serve_wants(p);
+    r = chunk_wants_serve(&p->wants, p->seq, send_chunk, data_sent, p->err, p->errsize);
     p->res->t_acked = elapsed(p);
     sent_groups_clear(&p->groups);
     if (!r && want_root)
-        p->res->dest_root = p->ack.root;
+        p->res->dest_root = p->wants.ack.root;
     return r;
 }
 
@@ -758,8 +640,8 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
     *p = (struct sender){.opt = opt, .res = res, .err = err, .errsize = errsize, .src_fd = -1,
                          .t = {.to_fd = -1, .from_fd = -1}};
     clock_gettime(CLOCK_MONOTONIC, &p->t0);
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
+    p->wants = (struct chunk_wants){.wanted = count_wanted, .arg = p, .explain_hangup = true};
+    chunk_wants_init(&p->wants);
     *out = p;
     int r = dest_parse(opt->dest, &p->dest, err, errsize);
     if (!r)
@@ -775,6 +657,7 @@ int sender_open(const struct push_options *opt, struct push_result *res, struct 
         r = open_source(p);
     if (!r && !(p->w = wire_new(p->t.from_fd, p->t.to_fd)))
         r = -ENOMEM;
+    p->wants.w = p->w;
     if (!r)
         r = handshake(p);
     if (r && !err[0])
@@ -817,10 +700,8 @@ int sender_close(struct sender *p, int r)
     if (p->src_fd >= 0)
         close(p->src_fd);
     free(p->src);
-    free(p->wanted);
     dest_release(&p->dest);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
+    chunk_wants_destroy(&p->wants);
     free(p);
     return r;
 }

@@ -4,35 +4,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define READ_SIZE (1u << 20)
-
-struct list {
-    struct chunk *v;
-    size_t n, cap;
-};
-
-static int push(struct list *l, const struct chunk *c, size_t n)
-{
-    if (n == 0)
-        return 0;
-    if (l->n + n > l->cap) {
-        size_t cap = l->cap ? l->cap : 64;
-        while (cap < l->n + n)
-            cap *= 2;
-        struct chunk *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    memcpy(l->v + l->n, c, n * sizeof(*c));
-    l->n += n;
-    return 0;
-}
 
 /* Index of the old chunk starting exactly at off, or nold. */
 static size_t old_starting_at(const struct chunk *old, size_t nold, uint64_t off)
@@ -68,9 +43,9 @@ int rechunk_fd(int fd, const struct chunk *old, size_t nold, uint64_t lo, uint64
         k = nold - 1;
     uint64_t start = k < nold ? old[k].off : 0;
 
-    struct list l = {0};
+    struct chunk_vec l = {0};
     uint8_t *buf = malloc(READ_SIZE);
-    int r = buf ? push(&l, old, k) : -ENOMEM;
+    int r = buf ? chunk_vec_append(&l, old, k) : -ENOMEM;
     struct chunker c;
     chunker_init(&c);
     c.start = start;
@@ -106,11 +81,11 @@ int rechunk_fd(int fd, const struct chunk *old, size_t nold, uint64_t lo, uint64
                 }
                 ch.off = span.off;
                 ch.len = span.len;
-                r = push(&l, &ch, 1);
+                r = chunk_vec_append(&l, &ch, 1);
                 uint64_t end = span.off + span.len;
                 size_t j = in_place && end >= hi ? old_starting_at(old, nold, end) : nold;
                 if (!r && j < nold) {
-                    r = push(&l, old + j, nold - j); /* the rest did not move */
+                    r = chunk_vec_append(&l, old + j, nold - j); /* the rest did not move */
                     synced = true;
                 }
             }
@@ -121,7 +96,7 @@ int rechunk_fd(int fd, const struct chunk *old, size_t nold, uint64_t lo, uint64
     if (!r && !synced && chunker_finish(&c, &span)) {
         struct chunk ch = {.off = span.off, .len = span.len};
         content_hasher_final(&piece, &ch.id);
-        r = push(&l, &ch, 1);
+        r = chunk_vec_append(&l, &ch, 1);
     }
     free(buf);
     if (r) {
