@@ -1,8 +1,8 @@
 /*
- * fuse_loop.c — see fuse_loop.h.  The hot thread is the caller of
- * fuse_loop_run.  A pooled request travels with the buffer it was read
- * into (no copy, even for a 1 MiB WRITE); the hot thread reads the next
- * request into a spare buffer that a worker gave back.
+ * fuse_loop.c — see fuse_loop.h.  The caller of fuse_loop_run is the
+ * first reader.  A pooled request travels with the buffer it was read into
+ * (no copy, even for a 1 MiB WRITE); its reader reads the next request into
+ * a spare buffer that a worker gave back.
  */
 #include "fuse_loop.h"
 #include "fuse_io.h"
@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define POOL_MAX 64
-/* READ and WRITE up to this size stay on the hot thread: a page-cache copy
+#define READERS_MAX 8
+/* READ and WRITE up to this size stay on the reader: a page-cache copy
  * costs less than waking a pool thread (fio 4k random writes: 4.9k IOPS
  * through the pool, 6.5-7.3k inline, libfuse's pool 12k in its run).  A
  * READ whose pages are not cached is deferred by its handler. */
@@ -42,7 +43,7 @@ struct pool {
 
 static struct pool *the_pool;     /* the running loop's (one per process) */
 static _Atomic unsigned long long n_pooled, n_deferred; /* for `wsync status` */
-static _Thread_local bool on_hot; /* this thread is the loop's hot thread */
+static _Thread_local bool on_reader; /* this thread is one of the loop's readers */
 
 bool fuse_loop_pooled(const void *req, size_t n)
 {
@@ -113,7 +114,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         if (j->buf.mem) {
-            /* fuse_io's per-request flags were read on the hot thread */
+            /* fuse_io's per-request flags were read on the reader */
             fuse_io_adopt_request(j->buf.mem, j->buf.size);
             fuse_session_process_buf(p->se, &j->buf);
             give_back(p, j->buf.mem);
@@ -149,9 +150,9 @@ static void push_locked(struct pool *p, struct job *j)
         pthread_cond_signal(&p->work);
 }
 
-/* Queue the request in *buf and hand the hot thread a spare buffer (or
+/* Queue the request in *buf and hand the reader a spare buffer (or
  * NULL: libfuse then allocates one).  On failure the request is answered
- * here, on the hot thread, rather than dropped. */
+ * here, on the reader, rather than dropped. */
 static void hand_off(struct pool *p, struct fuse_buf *buf)
 {
     struct job *j = calloc(1, sizeof(*j));
@@ -179,15 +180,15 @@ void fuse_loop_get_stats(unsigned long long *pooled, unsigned long long *deferre
     *deferred = n_deferred;
 }
 
-bool fuse_loop_on_hot_thread(void)
+bool fuse_loop_on_reader(void)
 {
-    return on_hot;
+    return on_reader;
 }
 
 int fuse_loop_defer(void (*fn)(void *arg), void *arg)
 {
     struct pool *p = the_pool;
-    if (!p || !on_hot)
+    if (!p || !on_reader)
         return -EINVAL;
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
@@ -220,17 +221,13 @@ static void pool_stop(struct pool *p)
     pthread_mutex_destroy(&p->lock);
 }
 
-int fuse_loop_run(struct fuse_session *se, unsigned pool_threads)
+/* One reader: read a request, answer it here or hand it to the pool. */
+static int serve(struct pool *p)
 {
-    struct pool p = {.se = se};
-    p.max_threads = pool_threads < 1 ? 1 : pool_threads > POOL_MAX ? POOL_MAX : pool_threads;
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.work, NULL);
-    the_pool = &p;
-    on_hot = true;
-
+    struct fuse_session *se = p->se;
     struct fuse_buf buf = {.mem = NULL};
     int res = 0;
+    on_reader = true;
     while (!fuse_session_exited(se)) {
         res = fuse_session_receive_buf(se, &buf);
         if (res == -EINTR)
@@ -238,14 +235,39 @@ int fuse_loop_run(struct fuse_session *se, unsigned pool_threads)
         if (res <= 0)
             break; /* 0: unmounted or told to exit */
         if (fuse_loop_pooled(buf.mem, buf.size))
-            hand_off(&p, &buf);
+            hand_off(p, &buf);
         else
             fuse_session_process_buf(se, &buf);
     }
     free(buf.mem);
-    on_hot = false; /* handlers still in the pool defer nothing more */
+    on_reader = false; /* handlers still in the pool defer nothing more */
+    return res < 0 ? res : 0;
+}
+
+static void *extra_reader_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "wsync-fuse"); /* for top -H and perf */
+    serve(arg);
+    return NULL;
+}
+
+int fuse_loop_run(struct fuse_session *se, unsigned pool_threads, unsigned readers)
+{
+    struct pool p = {.se = se};
+    p.max_threads = pool_threads < 1 ? 1 : pool_threads > POOL_MAX ? POOL_MAX : pool_threads;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.work, NULL);
+    the_pool = &p;
+    pthread_t extra[READERS_MAX];
+    unsigned nextra = 0;
+    for (unsigned i = 1; i < readers && nextra < READERS_MAX; i++)
+        if (pthread_create(&extra[nextra], NULL, extra_reader_main, &p) == 0)
+            nextra++;
+    int res = serve(&p);
+    for (unsigned i = 0; i < nextra; i++)
+        pthread_join(extra[i], NULL); /* the unmount ended their reads too */
     pool_stop(&p);
     the_pool = NULL;
     fuse_session_reset(se);
-    return res < 0 ? res : 0;
+    return res;
 }

@@ -200,13 +200,13 @@ static void deferred_read(void *arg)
     free(d);
 }
 
-/* On the hot thread (fs/fuse_loop.h): answer from the page cache if the
+/* On a reader (fs/fuse_loop.h): answer from the page cache if the
  * whole range is there, without waiting on the disk (RWF_NOWAIT).  True if
  * answered.  A short read is the end of the file only if fstat says so;
  * else part of the range is not cached, and the caller defers it. */
 static bool read_cached(fuse_req_t req, int fd, size_t size, off_t off)
 {
-    static char hot_buf[128 * 1024]; /* the hot thread's only: no lock */
+    char hot_buf[128 * 1024]; /* readers have 8 MiB stacks */
     if (size > sizeof(hot_buf))
         return false;
     struct iovec iov = {.iov_base = hot_buf, .iov_len = size};
@@ -225,7 +225,7 @@ static bool read_cached(fuse_req_t req, int fd, size_t size, off_t off)
 void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     int fd = (int)fi->fh;
-    if (fuse_loop_on_hot_thread()) {
+    if (fuse_loop_on_reader()) {
         if (read_cached(req, fd, size, off))
             return;
         /* the disk it is: not on the thread every other request waits for */

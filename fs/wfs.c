@@ -23,7 +23,8 @@
 
 #define DEFAULT_TIMEOUT 86400.0 /* exact invalidation keeps long timeouts correct */
 #define UNWATCHED_TIMEOUT 1.0   /* without a watcher, outside edits show within 1 s */
-#define WFS_POOL_THREADS 8      /* for READ/WRITE/FSYNC...: fuse_loop.h */
+#define WFS_READERS 2           /* threads reading /dev/fuse: fuse_loop.h */
+#define WFS_POOL_THREADS 8      /* for FSYNC, big READ/WRITE...: fuse_loop.h */
 
 static void set_err(char *err, size_t size, const char *fmt, const char *path, int e)
 {
@@ -172,8 +173,8 @@ int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
 {
     fs->on_ready = on_ready;
     fs->on_ready_arg = arg;
-    /* One hot thread, slow requests to a pool: fuse_loop.h says why. */
-    int ret = fuse_loop_run(fs->se, WFS_POOL_THREADS);
+    /* Two hot readers, slow requests to a pool: fuse_loop.h says why. */
+    int ret = fuse_loop_run(fs->se, WFS_POOL_THREADS, WFS_READERS);
     watcher_stop(fs->watcher);
     fs->watcher = NULL;
     fuse_session_unmount(fs->se);

@@ -65,7 +65,7 @@ struct wfs_stats {
     bool passthrough;              /* the kernel passes file I/O through */
     unsigned long long passthrough_opens;
     unsigned long long fuse_pooled;   /* requests answered by the FUSE pool */
-    unsigned long long fuse_deferred; /* cold reads the hot thread handed on */
+    unsigned long long fuse_deferred; /* cold reads the readers handed on */
 };
 void wfs_get_stats(struct wfs *fs, struct wfs_stats *st);
 
