@@ -88,17 +88,13 @@ END_TEST
 
 static long long status_num(const char *key)
 {
-    char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    long long v = wm_json_num(out, key);
-    free(out);
-    return v;
+    return wm_status_num(&m, key);
 }
 
 static bool indexer_caught_up(void *arg)
 {
-    long long seq = status_num("seq");
-    return seq >= 0 && status_num("indexed_seq") >= seq && status_num("pending") == 0 &&
-           status_num("index_batches") >= 1;
+    (void)arg;
+    return wm_caught_up(&m);
 }
 
 START_TEST(burst_of_writes_coalesces)

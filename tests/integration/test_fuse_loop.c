@@ -37,23 +37,12 @@ static void teardown(void)
 
 static long long status_num(const char *key)
 {
-    char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    long long v = wm_json_num(out, key);
-    free(out);
-    return v;
+    return wm_status_num(&m, key);
 }
 
 static unsigned char pattern(size_t i)
 {
     return (unsigned char)((i * 2654435761u) >> 13);
-}
-
-/* The indexer has hashed everything noted so far (and so read it). */
-static bool caught_up(void *arg)
-{
-    (void)arg;
-    long long seq = status_num("seq");
-    return seq >= 0 && status_num("indexed_seq") >= seq && status_num("pending") == 0;
 }
 
 /* Write the pattern to SRC directly, on disk, out of the page cache, once
@@ -69,7 +58,7 @@ static void make_cold_file(const char *rel)
     free(b);
     ck_assert_int_eq(fsync(fd), 0);
     ck_assert_int_eq(close(fd), 0);
-    ck_assert_msg(wm_poll(caught_up, NULL, 10000), "the indexer did not catch up");
+    ck_assert_msg(wm_poll(wm_caught_up, &m, 10000), "the indexer did not catch up");
     fd = open(SRC(rel), O_RDONLY);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);

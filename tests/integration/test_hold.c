@@ -28,19 +28,13 @@ static void teardown(void)
 
 static long long status_num(const char *key)
 {
-    char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    long long v = wm_json_num(out, key);
-    free(out);
-    return v;
+    return wm_status_num(&m, key);
 }
 
 static bool caught_up(void *arg)
 {
-    char *s = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    long long seq = wm_json_num(s, "seq"), done = wm_json_num(s, "indexed_seq");
-    long long pending = wm_json_num(s, "pending"), batches = wm_json_num(s, "index_batches");
-    free(s);
-    return seq >= 0 && done >= seq && pending == 0 && batches >= 1;
+    (void)arg;
+    return wm_caught_up(&m);
 }
 
 /* The first write makes it big (16 MiB: smaller files are hashed as they

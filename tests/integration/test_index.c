@@ -36,12 +36,8 @@ static char *status_json(void)
 /* The daemon has indexed every change noted so far. */
 static bool caught_up(void *arg)
 {
-    char *s = status_json();
-    long long seq = wm_json_num(s, "seq"), done = wm_json_num(s, "indexed_seq");
-    long long pending = wm_json_num(s, "pending"), batches = wm_json_num(s, "index_batches");
-    free(s);
-    /* batches >= 1: the startup scan is done, not merely requested */
-    return seq >= 0 && done >= seq && pending == 0 && batches >= 1;
+    (void)arg;
+    return wm_caught_up(&m);
 }
 
 static void wait_caught_up(void)

@@ -416,10 +416,7 @@ END_TEST
  * chmod to suid, or a capability set directly in SRC. */
 static long long status_num(const char *key)
 {
-    char *out = wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-    long long v = wm_json_num(out, key);
-    free(out);
-    return v;
+    return wm_status_num(&m, key);
 }
 
 struct counter_wait {

@@ -436,6 +436,28 @@ long long wm_json_num(const char *s, const char *key)
     return p ? atoll(p + strlen(pat)) : -1;
 }
 
+char *wm_status_json(const struct wmount *m)
+{
+    return wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m->mnt);
+}
+
+long long wm_status_num(const struct wmount *m, const char *key)
+{
+    char *s = wm_status_json(m);
+    long long v = wm_json_num(s, key);
+    free(s);
+    return v;
+}
+
+bool wm_caught_up(void *arg)
+{
+    char *s = wm_status_json(arg);
+    long long seq = wm_json_num(s, "seq"), done = wm_json_num(s, "indexed_seq");
+    long long pending = wm_json_num(s, "pending"), batches = wm_json_num(s, "index_batches");
+    free(s);
+    return seq >= 0 && done >= seq && pending == 0 && batches >= 1;
+}
+
 bool wm_json_str(const char *s, const char *key, char *out, size_t size)
 {
     char pat[64];

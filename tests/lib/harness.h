@@ -97,6 +97,15 @@ bool wm_trees_equal(const char *a, const char *b, char *why, size_t why_size);
 /* The number after "key": in JSON text s (first match), or -1. */
 long long wm_json_num(const char *s, const char *key);
 
+/* `wsync status --json` of m's mount (malloc'ed), and one number of it
+ * (-1 if absent). */
+char *wm_status_json(const struct wmount *m);
+long long wm_status_num(const struct wmount *m, const char *key);
+
+/* For wm_poll, arg a struct wmount *: the daemon has noted nothing it has
+ * not indexed yet, and its startup scan is done (index_batches >= 1). */
+bool wm_caught_up(void *arg);
+
 /* The string after "key": in s, copied into out; false if absent/too long. */
 bool wm_json_str(const char *s, const char *key, char *out, size_t size);
 
