@@ -18,15 +18,12 @@
 #define READERS_MAX 8
 /* READ and WRITE up to this size stay on the reader: a page-cache copy
  * costs less than waking a pool thread (fio 4k random writes: 4.9k IOPS
- * through the pool, 6.5-7.3k inline, libfuse's pool 12k in its run).  A
- * READ whose pages are not cached is deferred by its handler. */
+ * through the pool, 6.5-7.3k inline, libfuse's pool 12k in its run). */
 #define INLINE_IO_MAX (128 * 1024)
 
 struct job {
     struct job *next;
-    struct fuse_buf buf;      /* a request to process, or (mem NULL): */
-    void (*fn)(void *arg);    /* a handler's deferred rest (fuse_loop_defer) */
-    void *arg;
+    struct fuse_buf buf;
 };
 
 struct pool {
@@ -41,9 +38,7 @@ struct pool {
     unsigned nspare;
 };
 
-static struct pool *the_pool;     /* the running loop's (one per process) */
-static _Atomic unsigned long long n_pooled, n_deferred; /* for `wsync status` */
-static _Thread_local bool on_reader; /* this thread is one of the loop's readers */
+static _Atomic unsigned long long n_pooled; /* for `wsync status` */
 
 bool fuse_loop_pooled(const void *req, size_t n)
 {
@@ -83,8 +78,6 @@ bool fuse_loop_pooled(const void *req, size_t n)
 
 static void give_back(struct pool *p, void *mem)
 {
-    if (!mem)
-        return;
     pthread_mutex_lock(&p->lock);
     if (p->nspare < sizeof(p->spare) / sizeof(p->spare[0])) {
         p->spare[p->nspare++] = mem;
@@ -113,14 +106,10 @@ static void *worker_main(void *arg)
             p->tail = NULL;
         pthread_mutex_unlock(&p->lock);
 
-        if (j->buf.mem) {
-            /* fuse_io's per-request flags were read on the reader */
-            fuse_io_adopt_request(j->buf.mem, j->buf.size);
-            fuse_session_process_buf(p->se, &j->buf);
-            give_back(p, j->buf.mem);
-        } else {
-            j->fn(j->arg);
-        }
+        /* fuse_io's per-request flags were read on the reader */
+        fuse_io_adopt_request(j->buf.mem, j->buf.size);
+        fuse_session_process_buf(p->se, &j->buf);
+        give_back(p, j->buf.mem);
         free(j);
 
         pthread_mutex_lock(&p->lock);
@@ -174,37 +163,9 @@ static void hand_off(struct pool *p, struct fuse_buf *buf)
     pthread_mutex_unlock(&p->lock);
 }
 
-void fuse_loop_get_stats(unsigned long long *pooled, unsigned long long *deferred)
+void fuse_loop_get_stats(unsigned long long *pooled)
 {
     *pooled = n_pooled;
-    *deferred = n_deferred;
-}
-
-bool fuse_loop_on_reader(void)
-{
-    return on_reader;
-}
-
-int fuse_loop_defer(void (*fn)(void *arg), void *arg)
-{
-    struct pool *p = the_pool;
-    if (!p || !on_reader)
-        return -EINVAL;
-    struct job *j = calloc(1, sizeof(*j));
-    if (!j)
-        return -ENOMEM;
-    j->fn = fn;
-    j->arg = arg;
-    n_deferred++;
-    pthread_mutex_lock(&p->lock);
-    if (!have_worker_locked(p)) {
-        pthread_mutex_unlock(&p->lock);
-        free(j);
-        return -EAGAIN;
-    }
-    push_locked(p, j);
-    pthread_mutex_unlock(&p->lock);
-    return 0;
 }
 
 static void pool_stop(struct pool *p)
@@ -227,7 +188,6 @@ static int serve(struct pool *p)
     struct fuse_session *se = p->se;
     struct fuse_buf buf = {.mem = NULL};
     int res = 0;
-    on_reader = true;
     while (!fuse_session_exited(se)) {
         res = fuse_session_receive_buf(se, &buf);
         if (res == -EINTR)
@@ -240,7 +200,6 @@ static int serve(struct pool *p)
             fuse_session_process_buf(se, &buf);
     }
     free(buf.mem);
-    on_reader = false; /* handlers still in the pool defer nothing more */
     return res < 0 ? res : 0;
 }
 
@@ -257,7 +216,6 @@ int fuse_loop_run(struct fuse_session *se, unsigned pool_threads, unsigned reade
     p.max_threads = pool_threads < 1 ? 1 : pool_threads > POOL_MAX ? POOL_MAX : pool_threads;
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.work, NULL);
-    the_pool = &p;
     pthread_t extra[READERS_MAX];
     unsigned nextra = 0;
     for (unsigned i = 1; i < readers && nextra < READERS_MAX; i++)
@@ -267,7 +225,6 @@ int fuse_loop_run(struct fuse_session *se, unsigned pool_threads, unsigned reade
     for (unsigned i = 0; i < nextra; i++)
         pthread_join(extra[i], NULL); /* the unmount ended their reads too */
     pool_stop(&p);
-    the_pool = NULL;
     fuse_session_reset(se);
     return res;
 }

@@ -11,7 +11,6 @@
 #include "ops.h"
 #include "caps_cache.h"
 #include "fuse_io.h"
-#include "fuse_loop.h"
 #include "overlay.h"
 #include "passthrough.h"
 #include "path_cache.h"
@@ -22,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 /* Flags to open the backing file with.  With the writeback cache the kernel
@@ -176,68 +174,17 @@ void wfs_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
-/* The daemon path's read: spliced from SRC's file, no copy in user space. */
-static void read_spliced(fuse_req_t req, int fd, size_t size, off_t off)
+/* The daemon path's read: spliced from SRC's file, no copy in user space.
+ * It runs on a reader (fs/fuse_loop.h) up to 128 KiB, cold or not: handing
+ * a cold small READ to the pool cost more (a wakeup per file) than the
+ * other reader going on alone while this one waits on the disk. */
+void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
     buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-    buf.buf[0].fd = fd;
+    buf.buf[0].fd = (int)fi->fh;
     buf.buf[0].pos = off;
     fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-}
-
-struct deferred_read {
-    fuse_req_t req;
-    int fd;
-    size_t size;
-    off_t off;
-};
-
-static void deferred_read(void *arg)
-{
-    struct deferred_read *d = arg;
-    read_spliced(d->req, d->fd, d->size, d->off);
-    free(d);
-}
-
-/* On a reader (fs/fuse_loop.h): answer from the page cache if the
- * whole range is there, without waiting on the disk (RWF_NOWAIT).  True if
- * answered.  A short read is the end of the file only if fstat says so;
- * else part of the range is not cached, and the caller defers it. */
-static bool read_cached(fuse_req_t req, int fd, size_t size, off_t off)
-{
-    char hot_buf[128 * 1024]; /* readers have 8 MiB stacks */
-    if (size > sizeof(hot_buf))
-        return false;
-    struct iovec iov = {.iov_base = hot_buf, .iov_len = size};
-    ssize_t n = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
-    if (n < 0) {
-        errno = 0;
-        return false;
-    }
-    struct stat st;
-    if ((size_t)n < size && (fstat(fd, &st) != 0 || off + n < st.st_size))
-        return false;
-    fuse_reply_buf(req, hot_buf, (size_t)n);
-    return true;
-}
-
-void wfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
-{
-    int fd = (int)fi->fh;
-    if (fuse_loop_on_reader()) {
-        if (read_cached(req, fd, size, off))
-            return;
-        /* the disk it is: not on the thread every other request waits for */
-        struct deferred_read *d = malloc(sizeof(*d));
-        if (d) {
-            *d = (struct deferred_read){.req = req, .fd = fd, .size = size, .off = off};
-            if (fuse_loop_defer(deferred_read, d) == 0)
-                return;
-            free(d);
-        }
-    }
-    read_spliced(req, fd, size, off);
 }
 
 void wfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf, off_t off,

@@ -223,7 +223,7 @@ void wfs_get_stats(struct wfs *fs, struct wfs_stats *st)
     passthrough_get_stats(&pt);
     st->passthrough = pt.on && !fs->opt.no_passthrough;
     st->passthrough_opens = pt.opens;
-    fuse_loop_get_stats(&st->fuse_pooled, &st->fuse_deferred);
+    fuse_loop_get_stats(&st->fuse_pooled);
 }
 
 /* ---- helpers shared by the op families ---- */

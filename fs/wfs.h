@@ -64,8 +64,7 @@ struct wfs_stats {
     unsigned long long outside_events;
     bool passthrough;              /* the kernel passes file I/O through */
     unsigned long long passthrough_opens;
-    unsigned long long fuse_pooled;   /* requests answered by the FUSE pool */
-    unsigned long long fuse_deferred; /* cold reads the readers handed on */
+    unsigned long long fuse_pooled; /* requests answered by the FUSE pool */
 };
 void wfs_get_stats(struct wfs *fs, struct wfs_stats *st);
 
