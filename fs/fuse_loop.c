@@ -11,6 +11,8 @@
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,18 @@ struct pool {
 
 static _Atomic unsigned long long n_pooled; /* for `wsync status` */
 
+/* READ and WRITE carry their size at `at` in their body (`left` bytes):
+ * true if it is more than the readers take.  A body too short to say goes
+ * to the pool, where libfuse answers it. */
+static bool io_over_inline(const char *body, size_t left, size_t at)
+{
+    uint32_t size;
+    if (left < at + sizeof(size))
+        return true;
+    memcpy(&size, body + at, sizeof(size));
+    return size > INLINE_IO_MAX;
+}
+
 bool fuse_loop_pooled(const void *req, size_t n)
 {
     struct fuse_in_header h;
@@ -47,21 +61,12 @@ bool fuse_loop_pooled(const void *req, size_t n)
         return false;
     memcpy(&h, req, sizeof(h));
     const char *body = (const char *)req + sizeof(h);
+    size_t left = n - sizeof(h);
     switch (h.opcode) {
-    case FUSE_READ: {
-        struct fuse_read_in in;
-        if (n < sizeof(h) + sizeof(in))
-            return true;
-        memcpy(&in, body, sizeof(in));
-        return in.size > INLINE_IO_MAX;
-    }
-    case FUSE_WRITE: {
-        struct fuse_write_in in;
-        if (n < sizeof(h) + sizeof(in))
-            return true;
-        memcpy(&in, body, sizeof(in));
-        return in.size > INLINE_IO_MAX;
-    }
+    case FUSE_READ:
+        return io_over_inline(body, left, offsetof(struct fuse_read_in, size));
+    case FUSE_WRITE:
+        return io_over_inline(body, left, offsetof(struct fuse_write_in, size));
     case FUSE_FSYNC:
     case FUSE_FSYNCDIR:
     case FUSE_FALLOCATE:

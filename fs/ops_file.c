@@ -19,8 +19,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* Flags to open the backing file with.  With the writeback cache the kernel
