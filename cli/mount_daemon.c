@@ -198,6 +198,15 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
 
 /* Wait until every change noted so far is indexed (and so journaled), at
  * most ms.  True if it is. */
+/* What is left of a bound of ms milliseconds that started at t0 (monotonic). */
+static int ms_left(const struct timespec *t0, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long spent = (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+    return spent < ms ? ms - (int)spent : 0;
+}
+
 static bool wait_indexed(struct daemon *d, int ms)
 {
     uint64_t want = change_stream_seq(d->changes);
@@ -262,16 +271,15 @@ static void handle_request(const char *req, struct strbuf *reply, void *arg)
          * not yet indexed are not in the journal: wait for them first. */
         int ms = got >= 2 && n > 0 && n < 3600000 ? (int)n : FLUSH_TIMEOUT_MS;
         __atomic_store_n(&d->flush_ms, ms, __ATOMIC_RELAXED);
-        struct timespec t0, t;
+        struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         /* Writes the kernel passed through reach the change stream by the
-         * watcher (or at RELEASE, after close() returned): let it catch up. */
-        bool indexed = wfs_sync_changes(d->fs, ms) && wait_indexed(d, ms);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+         * watcher (or at RELEASE, after close() returned): let it catch up.
+         * One bound for the three steps. */
+        bool indexed = wfs_sync_changes(d->fs, ms) && wait_indexed(d, ms_left(&t0, ms));
         if (!indexed)
             strbuf_adds(reply, "unflushed: changes are still being indexed\n");
-        else if (mirror_set_flush(daemon_mirrors(d), spent < ms ? ms - (int)spent : 0, reply))
+        else if (mirror_set_flush(daemon_mirrors(d), ms_left(&t0, ms), reply))
             strbuf_adds(reply, "ok\n");
     } else if (got >= 1 && strcmp(word, "reload") == 0) {
         mirror_set_reload(daemon_mirrors(d), reply);

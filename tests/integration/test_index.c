@@ -28,11 +28,6 @@ static void teardown(void)
     wm_teardown(&m);
 }
 
-static char *status_json(void)
-{
-    return wm_sh_out(NULL, "'%s' status --json '%s'", wm_bin(), m.mnt);
-}
-
 /* The daemon has indexed every change noted so far. */
 static bool caught_up(void *arg)
 {
@@ -76,7 +71,7 @@ START_TEST(mount_indexes_and_root_matches_fresh)
     wm_write(MNT("src/main.c"), "int main(void) { return 0; }\n");
     ck_assert_int_eq(symlink("src/main.c", MNT("link")), 0);
     wait_caught_up();
-    char *st = status_json();
+    char *st = wm_status_json(&m);
     ck_assert_int_eq(wm_json_num(st, "files"), 2);
     ck_assert_int_eq(wm_json_num(st, "dirs"), 2);
     ck_assert_int_eq(wm_json_num(st, "symlinks"), 1);
@@ -139,7 +134,7 @@ START_TEST(rename_moves_rows_without_rehashing)
     write_bytes(MNT("dir/a.bin"), 1 << 20, 5);
     write_bytes(MNT("dir/b.bin"), 1 << 20, 6);
     wait_caught_up();
-    char *st = status_json();
+    char *st = wm_status_json(&m);
     long long hashed = wm_json_num(st, "hashed_files");
     char root[64], after[64];
     ck_assert(wm_json_str(st, "root", root, sizeof(root)));
@@ -147,7 +142,7 @@ START_TEST(rename_moves_rows_without_rehashing)
     ck_assert_int_eq(rename(MNT("dir"), MNT2("moved")), 0);
     ck_assert_int_eq(rename(MNT("moved/a.bin"), MNT2("moved/c.bin")), 0);
     wait_caught_up();
-    st = status_json();
+    st = wm_status_json(&m);
     ck_assert_int_eq(wm_json_num(st, "hashed_files"), hashed); /* nothing re-read */
     ck_assert(wm_json_str(st, "root", after, sizeof(after)));
     ck_assert_str_ne(root, after);
@@ -165,7 +160,7 @@ END_TEST
 START_TEST(kill_during_heavy_writes_converges)
 {
     wm_setup(&m, "");
-    char *st = status_json();
+    char *st = wm_status_json(&m);
     pid_t daemon = (pid_t)wm_json_num(st, "pid");
     free(st);
     ck_assert_int_gt(daemon, 1);
@@ -267,14 +262,14 @@ START_TEST(in_place_write_rehashes_only_its_chunk)
     wm_setup(&m, "");
     write_bytes(MNT("big.bin"), 64 << 20, 9);
     wait_caught_up();
-    char *st = status_json();
+    char *st = wm_status_json(&m);
     long long before = wm_json_num(st, "hashed_bytes");
     free(st);
     int fd = open(MNT("big.bin"), O_WRONLY);
     ck_assert_int_eq(pwrite(fd, "four kilobytes, more or less", 28, 30 << 20), 28);
     close(fd);
     wait_caught_up();
-    st = status_json();
+    st = wm_status_json(&m);
     long long read = wm_json_num(st, "hashed_bytes") - before;
     free(st);
     ck_assert_msg(read > 0 && read <= 2 << 20, "re-read %lld bytes for a 28-byte write", read);
