@@ -35,6 +35,12 @@ static const char help[] =
     "      --no-passthrough  serve all file reads and writes in the daemon; by\n"
     "                      default the kernel passes them straight to SRC's file\n"
     "                      (Linux >= 6.9, as root; not with --writeback)\n"
+    "      --io-uring      take requests through FUSE over io_uring, and warn\n"
+    "                      if that is not possible.  The default is to use it\n"
+    "                      quietly where the kernel has it (Linux >= 6.14); as\n"
+    "                      root, wsync turns the kernel's switch on\n"
+    "                      (/sys/module/fuse/parameters/enable_uring)\n"
+    "      --no-io-uring   take requests through /dev/fuse only\n"
     "      --timeout SECS  kernel entry/attribute cache timeout (default 86400,\n"
     "                      kept exact by watching SRC)\n"
     "      --mirror DEST   keep DEST (a local path, host:/path or ssh://...)\n"
@@ -190,6 +196,8 @@ int cmd_mount(int argc, char **argv)
         {"keep-owner", no_argument, NULL, 'k'},
         {"writeback", no_argument, NULL, 'w'},
         {"no-passthrough", no_argument, NULL, 'P'},
+        {"io-uring", no_argument, NULL, 'U'},
+        {"no-io-uring", no_argument, NULL, 'u'},
         {"timeout", required_argument, NULL, 't'},
         {"debug", no_argument, NULL, 'd'},
         {"mirror", required_argument, NULL, 'm'},
@@ -210,6 +218,8 @@ int cmd_mount(int argc, char **argv)
         case 'k': dopt.fs.keep_owner = true; break;
         case 'w': dopt.fs.writeback = true; break;
         case 'P': dopt.fs.no_passthrough = true; break;
+        case 'U': dopt.fs.ring = WFS_RING_ON; break;
+        case 'u': dopt.fs.ring = WFS_RING_OFF; break;
         case 'd': dopt.fs.debug = foreground = true; break;
         case 't': {
             char *end;

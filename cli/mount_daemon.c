@@ -165,12 +165,13 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
                     " noted, %zu paths pending\ninodes:   %zu cached by the kernel\n"
                     "watching: %s (%llu outside edits seen)\n"
                     "file I/O: %s (%llu opens passed through)\n"
-                    "requests: %llu answered by the FUSE pool\n"
+                    "requests: %s; %llu answered through the ring, %llu by the FUSE pool\n"
                     "indexer:  %" PRIu64 " files hashed (%.1f MiB) since start\n",
                     d->opt->src, d->opt->mountpoint, (int)getpid(), seq, pending.n, st.inodes,
                     st.watching ? "yes" : "no, short cache timeouts", st.outside_events,
                     st.passthrough ? "kernel passthrough" : "through the daemon", st.passthrough_opens,
-                    st.fuse_pooled, ic.hashed, (double)ic.bytes_hashed / (1 << 20));
+                    st.ring ? "FUSE over io_uring" : "/dev/fuse", st.ring_served, st.fuse_pooled,
+                    ic.hashed, (double)ic.bytes_hashed / (1 << 20));
         if (ierr[0])
             strbuf_addf(sb, "error:    %s\n", ierr);
         mirror_set_status(daemon_mirrors(d), sb, false);
@@ -183,13 +184,15 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_addf(sb,
                 ",\"pid\":%d,\"seq\":%" PRIu64 ",\"pending\":%zu,\"inodes\":%zu,"
                 "\"watching\":%s,\"outside_events\":%llu,\"passthrough\":%s,"
-                "\"passthrough_opens\":%llu,\"fuse_pooled\":%llu,"
+                "\"passthrough_opens\":%llu,\"fuse_pooled\":%llu,\"fuse_ring\":%s,"
+                "\"fuse_ring_served\":%llu,"
                 "\"hashed_files\":%" PRIu64
                 ",\"hashed_bytes\":%" PRIu64 ",\"indexed_seq\":%" PRIu64 ",\"index_batches\":%" PRIu64
                 ",\"last_error\":",
                 (int)getpid(), seq, pending.n, st.inodes, st.watching ? "true" : "false",
                 st.outside_events, st.passthrough ? "true" : "false", st.passthrough_opens,
-                st.fuse_pooled, ic.hashed, ic.bytes_hashed, ic.indexed_seq, ic.batches);
+                st.fuse_pooled, st.ring ? "true" : "false", st.ring_served, ic.hashed, ic.bytes_hashed,
+                ic.indexed_seq, ic.batches);
     strbuf_add_json_string(sb, ierr);
     strbuf_adds(sb, ",\"mirrors\":");
     mirror_set_status(daemon_mirrors(d), sb, true);

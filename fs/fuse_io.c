@@ -7,6 +7,7 @@
  * else passes through untouched.
  */
 #include "fuse_io.h"
+#include "fuse_ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,9 @@
 #define PT_FUSE_PASSTHROUGH_FLAGS2 (1u << (37 - 32)) /* FUSE_PASSTHROUGH, in flags2 */
 #define PT_FOPEN_PASSTHROUGH       (1u << 7)
 #define PT_MAX_STACK_DEPTH_OFF     (offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t))
+#define RING_FUSE_OVER_IO_URING_FLAGS2 (1u << (41 - 32)) /* FUSE_OVER_IO_URING, 7.42 */
+#define RING_MIN_READ_BUFFER           8192u             /* the kernel's FUSE_MIN_READ_BUFFER */
+#define RING_DEFAULT_MAX_PAGES         32u               /* without FUSE_MAX_PAGES */
 struct pt_backing_map {
     int32_t fd;
     uint32_t flags;
@@ -40,6 +44,9 @@ static atomic_bool init_offers_killpriv_v2;
 static atomic_bool init_offers_passthrough;
 static atomic_bool want_passthrough;
 static atomic_bool passthrough_asked;      /* our INIT reply carried FUSE_PASSTHROUGH */
+static atomic_bool init_offers_ring;
+static struct fuse_ring *want_ring;        /* set before the loop starts */
+static atomic_bool ring_asked;             /* our INIT reply carried FUSE_OVER_IO_URING */
 static _Thread_local int reply_backing_id; /* for the next OPEN/CREATE reply */
 static void (*after_init)(void *arg);
 static void *after_init_arg;
@@ -78,6 +85,7 @@ static void inspect_request(const char *buf, size_t n)
             memcpy(&flags2, (const char *)b + offsetof(struct fuse_init_in, flags2),
                    sizeof(flags2));
         atomic_store(&init_offers_passthrough, flags2 & PT_FUSE_PASSTHROUGH_FLAGS2);
+        atomic_store(&init_offers_ring, flags2 & RING_FUSE_OVER_IO_URING_FLAGS2);
         atomic_store(&init_unique, h.unique);
         break;
     }
@@ -145,6 +153,39 @@ static void ask_passthrough(struct iovec *arg)
     atomic_store(&passthrough_asked, true);
 }
 
+/* INIT reply: FUSE_OVER_IO_URING in flags2, if the kernel offers it and
+ * the largest request it will send (by the max_write and max_pages of this
+ * very reply) fits an entry's payload.  The kernel sizes the entries'
+ * payload the same way and refuses smaller ones. */
+static void ask_ring(struct iovec *arg)
+{
+    if (!want_ring || !atomic_load(&init_offers_ring) ||
+        arg->iov_len < offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t))
+        return;
+    char *b = arg->iov_base;
+    uint32_t flags, flags2, max_write;
+    uint16_t max_pages = 0;
+    memcpy(&flags, b + offsetof(struct fuse_init_out, flags), sizeof(flags));
+    if (!(flags & FUSE_INIT_EXT))
+        return;
+    memcpy(&max_write, b + offsetof(struct fuse_init_out, max_write), sizeof(max_write));
+    if (flags & FUSE_MAX_PAGES)
+        memcpy(&max_pages, b + offsetof(struct fuse_init_out, max_pages), sizeof(max_pages));
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t need = RING_MIN_READ_BUFFER;
+    if (max_write > need)
+        need = max_write;
+    size_t pages = (flags & FUSE_MAX_PAGES) ? max_pages : RING_DEFAULT_MAX_PAGES;
+    if (pages * page > need)
+        need = pages * page;
+    if (need > fuse_ring_payload(want_ring))
+        return;
+    memcpy(&flags2, b + offsetof(struct fuse_init_out, flags2), sizeof(flags2));
+    flags2 |= RING_FUSE_OVER_IO_URING_FLAGS2;
+    memcpy(b + offsetof(struct fuse_init_out, flags2), &flags2, sizeof(flags2));
+    atomic_store(&ring_asked, true);
+}
+
 /* OPEN/CREATE reply: fuse_open_out ends the reply's one argument (alone for
  * OPEN, after fuse_entry_out for CREATE); its padding is backing_id. */
 static void mark_open_reply(struct iovec *iov, int count, int backing_id)
@@ -170,6 +211,9 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
         mark_open_reply(iov, count, reply_backing_id);
         reply_backing_id = 0;
     }
+    ssize_t taken;
+    if (fuse_ring_take_reply(iov, count, &taken))
+        return taken;
     uint64_t want = atomic_load(&init_unique);
     bool init_reply = false;
     if (want && count >= 1 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
@@ -186,14 +230,18 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
             memcpy(flags, &f, sizeof(f));
             atomic_store(&killpriv_v2, true);
         }
-        if (init_reply && h.error == 0 && count >= 2)
+        if (init_reply && h.error == 0 && count >= 2) {
             ask_passthrough(&iov[1]);
+            ask_ring(&iov[1]);
+        }
         if (init_reply)
             atomic_store(&init_unique, 0);
     }
     ssize_t n = writev(fd, iov, count);
     /* The kernel applies the INIT reply inside this writev: what must come
      * after it (bdi.h) can run now. */
+    if (init_reply && n > 0 && atomic_load(&ring_asked))
+        fuse_ring_go(want_ring); /* the kernel holds requests back until it has entries */
     if (init_reply && n > 0 && after_init)
         after_init(after_init_arg);
     return n;
@@ -203,6 +251,9 @@ static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, 
                               unsigned int flags, void *userdata)
 {
     (void)userdata;
+    ssize_t taken;
+    if (fuse_ring_take_spliced(fdin, len, &taken))
+        return taken;
     return splice(fdin, offin, fdout, offout, len, flags);
 }
 
@@ -223,6 +274,16 @@ int fuse_io_install(struct fuse_session *se, void (*after_init_fn)(void *arg), v
 void fuse_io_want_passthrough(bool want)
 {
     atomic_store(&want_passthrough, want);
+}
+
+void fuse_io_want_ring(struct fuse_ring *ring)
+{
+    want_ring = ring;
+}
+
+bool fuse_io_ring(void)
+{
+    return atomic_load(&ring_asked) && fuse_ring_active(want_ring);
 }
 
 bool fuse_io_passthrough(void)

@@ -83,4 +83,15 @@ void fuse_io_backing_close(struct fuse_session *se, int backing_id);
  * the file's I/O through to `backing_id`.  0 cancels. */
 void fuse_io_reply_passthrough(int backing_id);
 
+/* ---- FUSE over io_uring (Linux >= 6.14, protocol 7.42; fuse_ring.h) ----
+ * Ask for the ring in the INIT reply if the kernel offers it, and start
+ * `ring` once the kernel took the reply (before the loop starts; NULL: do
+ * not ask).  Replies to requests that came through the ring go back to it
+ * from this layer's hooks. */
+struct fuse_ring;
+void fuse_io_want_ring(struct fuse_ring *ring);
+
+/* True if requests are coming through the ring. */
+bool fuse_io_ring(void);
+
 #endif

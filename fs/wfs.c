@@ -7,6 +7,7 @@
 #include "caps_cache.h"
 #include "fuse_io.h"
 #include "fuse_loop.h"
+#include "fuse_ring.h"
 #include "overlay.h"
 #include "passthrough.h"
 #include "path_cache.h"
@@ -25,6 +26,8 @@
 #define UNWATCHED_TIMEOUT 1.0   /* without a watcher, outside edits show within 1 s */
 #define WFS_READERS 2           /* threads reading /dev/fuse: fuse_loop.h */
 #define WFS_POOL_THREADS 8      /* for FSYNC, big READ/WRITE...: fuse_loop.h */
+#define WFS_RING_PER_QUEUE 2    /* ring threads per CPU: fuse_ring.h */
+#define WFS_RING_PAYLOAD (256 * 4096) /* libfuse 3.14's max_write and max_pages */
 
 static void set_err(char *err, size_t size, const char *fmt, const char *path, int e)
 {
@@ -130,6 +133,39 @@ static void raise_read_ahead(void *arg)
                 strerror(-r));
 }
 
+/* FUSE over io_uring (fuse_ring.h), where the kernel has it and the
+ * options allow.  Without it everything works through /dev/fuse. */
+static void start_ring(struct wfs *fs)
+{
+    if (fs->opt.ring == WFS_RING_OFF)
+        return;
+    bool loud = fs->opt.ring == WFS_RING_ON;
+    int on = fuse_ring_kernel_enabled();
+    if (on == 0 && geteuid() == 0) {
+        /* Harmless to other FUSE daemons: only one that asks gets a ring. */
+        int e = fuse_ring_kernel_enable();
+        if (e && loud)
+            fprintf(stderr, "wsync: warning: cannot turn on FUSE over io_uring (%s): %s\n",
+                    "/sys/module/fuse/parameters/enable_uring", strerror(-e));
+        on = e == 0;
+    }
+    if (on <= 0) {
+        if (loud)
+            fprintf(stderr, "wsync: warning: %s; serving through /dev/fuse\n",
+                    on == -ENOENT ? "this kernel has no FUSE over io_uring (Linux >= 6.14 has)"
+                                  : "FUSE over io_uring is off in the kernel (enable_uring)");
+        return;
+    }
+    fs->ring = fuse_ring_prepare(fs->se, WFS_RING_PER_QUEUE, WFS_RING_PAYLOAD);
+    if (!fs->ring) {
+        fprintf(stderr, "wsync: warning: cannot set up FUSE over io_uring (%s); serving through "
+                        "/dev/fuse\n",
+                strerror(errno));
+        return;
+    }
+    fuse_io_want_ring(fs->ring);
+}
+
 int wfs_mount(struct wfs *fs, char *err, size_t errsize)
 {
     char *o = mount_options(fs);
@@ -158,6 +194,8 @@ int wfs_mount(struct wfs *fs, char *err, size_t errsize)
         fprintf(stderr, "wsync: warning: cannot install FUSE I/O hooks; writes cost an extra "
                         "round trip\n");
 
+    start_ring(fs);
+
     /* The watcher is what makes long cache timeouts correct; without it,
      * fall back to short ones rather than show stale data. */
     if (watcher_start(fs, &fs->watcher) != 0 && fs->opt.cache_timeout < 0) {
@@ -175,6 +213,10 @@ int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
     fs->on_ready_arg = arg;
     /* Two hot readers, slow requests to a pool: fuse_loop.h says why. */
     int ret = fuse_loop_run(fs->se, WFS_POOL_THREADS, WFS_READERS);
+    /* The mount is gone: the kernel has failed the ring's entries. */
+    fuse_io_want_ring(NULL);
+    fuse_ring_stop(fs->ring);
+    fs->ring = NULL;
     watcher_stop(fs->watcher);
     fs->watcher = NULL;
     fuse_session_unmount(fs->se);
@@ -202,6 +244,9 @@ void wfs_close(struct wfs *fs)
     if (!fs)
         return;
     watcher_stop(fs->watcher);
+    fuse_io_want_ring(NULL);
+    fuse_ring_stop(fs->ring); /* mounted, but never served */
+    fs->ring = NULL;
     if (fs->se)
         fuse_session_destroy(fs->se);
     overlay_close(fs->ov);
@@ -224,6 +269,8 @@ void wfs_get_stats(struct wfs *fs, struct wfs_stats *st)
     st->passthrough = pt.on && !fs->opt.no_passthrough;
     st->passthrough_opens = pt.opens;
     fuse_loop_get_stats(&st->fuse_pooled);
+    st->ring = fuse_io_ring();
+    st->ring_served = fuse_ring_served();
 }
 
 /* ---- helpers shared by the op families ---- */

@@ -22,6 +22,12 @@ struct wfs_options {
     bool keep_owner;        /* new files owned by the caller, not SRC's owner */
     bool writeback;         /* kernel writeback cache (see docs/architecture.md) */
     bool no_passthrough;    /* never kernel passthrough for file I/O (fs/passthrough.h) */
+    enum wfs_ring_mode {
+        WFS_RING_DEFAULT, /* FUSE over io_uring where the kernel has it: as
+                             root the kernel's switch is turned on, quietly */
+        WFS_RING_ON,      /* the same, but say why when there is no ring */
+        WFS_RING_OFF,     /* /dev/fuse only */
+    } ring;                 /* fs/fuse_ring.h */
     bool debug;             /* libfuse request tracing on stderr */
     double cache_timeout;   /* entry/attr timeout in seconds; <0: default */
 };
@@ -65,6 +71,8 @@ struct wfs_stats {
     bool passthrough;              /* the kernel passes file I/O through */
     unsigned long long passthrough_opens;
     unsigned long long fuse_pooled; /* requests answered by the FUSE pool */
+    bool ring;                      /* requests come through FUSE over io_uring */
+    unsigned long long ring_served; /* requests answered through the ring */
 };
 void wfs_get_stats(struct wfs *fs, struct wfs_stats *st);
 

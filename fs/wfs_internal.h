@@ -31,6 +31,7 @@ struct wfs {
     struct inode_table *inodes;
     struct change_stream *changes;
     struct fuse_session *se;
+    struct fuse_ring *ring; /* FUSE over io_uring, or NULL: fs/fuse_ring.h */
     struct watcher *watcher;
     struct overlay *ov; /* local paths: fs/overlay.h */
     bool no_opendir;    /* the kernel opens directories without asking us */

@@ -2,7 +2,8 @@
  * test_fuse_loop.c — the mount's request loop (fs/fuse_loop.h): big writes
  * go to the pool and small ones stay on the readers, and every byte read
  * back is exact, cold or warm, at the end of the file too.  The mounts use
- * --no-passthrough, so file I/O reaches the daemon.
+ * --no-passthrough, so file I/O reaches the daemon, and --no-io-uring, so
+ * requests come through /dev/fuse and this loop.
  */
 #include "tests/lib/harness.h"
 
@@ -26,7 +27,7 @@ static char pm[PATH_MAX], ps[PATH_MAX];
 
 static void setup(void)
 {
-    wm_setup(&m, "--no-passthrough");
+    wm_setup(&m, "--no-passthrough --no-io-uring"); /* the ring has no pool: test_fuse_ring.c */
 }
 
 static void teardown(void)
