@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,8 @@ struct ring_thread {
     char *scratch;               /* PREFIX + payload, for rebuilt requests */
     struct iovec iov[2];         /* registered: header block, payload */
     uint64_t commit_id;          /* the request being answered */
+    unsigned last_cmd;           /* to send again if the kernel says EAGAIN */
+    atomic_bool serving;         /* our entry is registered, or being registered */
     bool replied;
 };
 
@@ -173,6 +176,7 @@ static bool queue_cmd(struct ring_thread *t, unsigned cmd)
     sqe->fd = fuse_session_fd(t->r->se);
     sqe->cmd_op = cmd;
     sqe->user_data = UD_ENTRY;
+    t->last_cmd = cmd;
     if (cmd == RING_CMD_REGISTER) {
         sqe->addr = (uint64_t)(uintptr_t)t->iov;
         sqe->len = 2;
@@ -317,17 +321,43 @@ static void pin_to_cpu(unsigned cpu)
     sched_setaffinity(0, sizeof(set), &set);
 }
 
+/* This thread's entry is gone while the mount lives.  If it was the last
+ * of its queue, requests made on that CPU would wait forever: end the
+ * daemon the ordinary way (SIGTERM: flush, then unmount) rather than leave
+ * a mount that hangs. */
+static void entry_lost(struct ring_thread *t, int err)
+{
+    struct fuse_ring *r = t->r;
+    pthread_mutex_lock(&r->lock);
+    bool last = true;
+    for (unsigned i = 0; i < r->nthreads; i++)
+        if (&r->t[i] != t && r->t[i].qid == t->qid && atomic_load(&r->t[i].serving))
+            last = false;
+    atomic_store(&t->serving, false);
+    bool stopping = r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    if (stopping)
+        return;
+    fprintf(stderr, "wsync: FUSE ring queue %u lost an entry: %s%s\n", t->qid, strerror(-err),
+            last ? "; it was the queue's last, so the mount is ending" : "");
+    if (last)
+        kill(getpid(), SIGTERM);
+}
+
 /* Serve the entry until the kernel ends it (unmount) or we stop. */
 static void serve(struct ring_thread *t)
 {
     if (!queue_cmd(t, RING_CMD_REGISTER) || !queue_stop_poll(t))
         return;
+    atomic_store(&t->serving, true);
     for (;;) {
         int err = uring_enter(&t->u, 1);
         if (err == -EINTR)
             continue;
-        if (err)
+        if (err) {
+            entry_lost(t, err);
             return;
+        }
         struct io_uring_cqe *cqe;
         while ((cqe = uring_peek_cqe(&t->u))) {
             uint64_t ud = cqe->user_data;
@@ -336,17 +366,23 @@ static void serve(struct ring_thread *t)
             if (ud == UD_STOP)
                 return;
             if (res == -EAGAIN || res == -EINTR) {
-                /* REGISTER before the kernel finished INIT: ask again */
-                queue_cmd(t, RING_CMD_REGISTER);
+                /* e.g. REGISTER before the kernel finished INIT: again */
+                queue_cmd(t, t->last_cmd);
                 continue;
             }
-            if (res < 0) {
-                /* -ENOTCONN: the mount is gone.  Anything else: the
-                 * kernel refused the entry and went back to /dev/fuse. */
-                if (res != -ENOTCONN && res != -ECONNABORTED)
-                    fprintf(stderr, "wsync: FUSE ring queue %u: %s; using /dev/fuse\n", t->qid,
-                            strerror(-res));
+            if (res == -ENOTCONN || res == -ECONNABORTED)
+                return; /* the mount is gone */
+            if (res < 0 && t->last_cmd == RING_CMD_REGISTER) {
+                /* The kernel refused the entry and went back to /dev/fuse
+                 * for this connection (it does so on any REGISTER error). */
+                fprintf(stderr, "wsync: FUSE ring queue %u: %s; serving through /dev/fuse\n",
+                        t->qid, strerror(-res));
+                atomic_store(&t->serving, false);
                 atomic_store(&t->r->active, false);
+                return;
+            }
+            if (res < 0) {
+                entry_lost(t, res);
                 return;
             }
             handle(t);
@@ -397,16 +433,55 @@ static void join_and_free(struct fuse_ring *r)
     free(r);
 }
 
+/* Read a kernel CPU list ("0-3,8,10-11") into `set`; the count, or -1. */
+static int read_cpu_list(const char *path, cpu_set_t *set)
+{
+    CPU_ZERO(set);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[4096];
+    bool ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    if (!ok)
+        return -1;
+    for (char *p = line; *p && *p != '\n';) {
+        char *end;
+        unsigned long a = strtoul(p, &end, 10), b = a;
+        if (end == p)
+            return -1;
+        if (*end == '-')
+            b = strtoul(end + 1, &end, 10);
+        for (unsigned long c = a; c <= b && c < CPU_SETSIZE; c++)
+            CPU_SET((int)c, set);
+        p = *end == ',' ? end + 1 : end;
+    }
+    return CPU_COUNT(set);
+}
+
 struct fuse_ring *fuse_ring_prepare(struct fuse_session *se, unsigned per_queue, size_t payload)
 {
-    /* The kernel makes one queue per possible CPU and holds requests back
-     * until every queue has an entry. */
-    int nq = get_nprocs_conf();
-    if (nq < 1 || per_queue < 1 || nq > 4096) {
+    /* The kernel makes one queue per *possible* CPU (a VM may list
+     * hot-plug slots it does not have) and holds every request back until
+     * each queue has an entry.  CPUs that are not online get one thread,
+     * just to make the ring ready. */
+    cpu_set_t possible, online;
+    int nq = read_cpu_list("/sys/devices/system/cpu/possible", &possible);
+    if (nq < 1) {
+        nq = get_nprocs_conf();
+        CPU_ZERO(&possible);
+        for (int c = 0; c < nq && c < CPU_SETSIZE; c++)
+            CPU_SET(c, &possible);
+    }
+    if (read_cpu_list("/sys/devices/system/cpu/online", &online) < 1)
+        online = possible;
+    if (nq < 1 || per_queue < 1 || nq > CPU_SETSIZE) {
         errno = EINVAL;
         return NULL;
     }
-    unsigned n = (unsigned)nq * per_queue;
+    unsigned n = 0;
+    for (int q = 0; q < nq; q++)
+        n += CPU_ISSET(q, &online) ? per_queue : 1;
     struct fuse_ring *r = calloc(1, sizeof(*r) + n * sizeof(r->t[0]));
     if (!r)
         return NULL;
@@ -417,11 +492,14 @@ struct fuse_ring *fuse_ring_prepare(struct fuse_session *se, unsigned per_queue,
     pthread_cond_init(&r->cond, NULL);
     r->stop_fd = eventfd(0, EFD_CLOEXEC);
     int err = r->stop_fd < 0 ? -errno : 0;
-    for (unsigned i = 0; i < n; i++) {
-        struct ring_thread *t = &r->t[i];
-        t->r = r;
-        t->qid = i / per_queue;
-        t->u.fd = -1;
+    for (unsigned q = 0, i = 0; q < (unsigned)nq; q++) {
+        unsigned k = CPU_ISSET((int)q, &online) ? per_queue : 1;
+        for (unsigned j = 0; j < k; j++, i++) {
+            struct ring_thread *t = &r->t[i];
+            t->r = r;
+            t->qid = q;
+            t->u.fd = -1;
+        }
     }
     unsigned started = 0;
     for (unsigned i = 0; i < n && !err; i++) {
