@@ -27,7 +27,7 @@
 #define WFS_READERS 2           /* threads reading /dev/fuse: fuse_loop.h */
 #define WFS_POOL_THREADS 8      /* for FSYNC, big READ/WRITE...: fuse_loop.h */
 #define WFS_RING_PER_QUEUE 2    /* ring threads per CPU: fuse_ring.h */
-#define WFS_RING_PAYLOAD (256 * 4096) /* libfuse 3.14's max_write and max_pages */
+#define WFS_RING_PAGES 256       /* libfuse 3.14's max_pages; its max_write is as much */
 
 static void set_err(char *err, size_t size, const char *fmt, const char *path, int e)
 {
@@ -156,11 +156,15 @@ static void start_ring(struct wfs *fs)
                                   : "FUSE over io_uring is off in the kernel (enable_uring)");
         return;
     }
-    fs->ring = fuse_ring_prepare(fs->se, WFS_RING_PER_QUEUE, WFS_RING_PAYLOAD);
+    size_t payload = WFS_RING_PAGES * (size_t)sysconf(_SC_PAGESIZE);
+    fs->ring = fuse_ring_prepare(fs->se, WFS_RING_PER_QUEUE, payload);
     if (!fs->ring) {
-        fprintf(stderr, "wsync: warning: cannot set up FUSE over io_uring (%s); serving through "
-                        "/dev/fuse\n",
-                strerror(errno));
+        /* io_uring switched off for this machine (sysctl io_uring_disabled,
+         * seccomp) is the admin's choice: say so only when asked. */
+        if (loud || (errno != EPERM && errno != ENOSYS))
+            fprintf(stderr, "wsync: warning: cannot set up FUSE over io_uring (%s); serving "
+                            "through /dev/fuse\n",
+                    strerror(errno));
         return;
     }
     fuse_io_want_ring(fs->ring);
