@@ -16,6 +16,17 @@
 #include <time.h>
 #include <unistd.h>
 
+int chunk_send_read_small(int root_fd, const char *path, uint8_t *buf, size_t size)
+{
+    int fd = openat(root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = pread(fd, buf, size + 1, 0);
+    int e = errno;
+    close(fd);
+    return n == (ssize_t)size ? 0 : n < 0 ? -e : -EAGAIN;
+}
+
 int chunk_send_data(struct wire *w, const struct chunk_source *src, const struct content_id *id,
                     uint8_t *buf, uint32_t *len, char *err, size_t errsize)
 {

@@ -40,6 +40,13 @@ struct chunk_source {
 int chunk_send_data(struct wire *w, const struct chunk_source *src, const struct content_id *id,
                     uint8_t *buf, uint32_t *len, char *err, size_t errsize);
 
+/* Read the regular file `path` under root_fd (O_NOFOLLOW), which its index
+ * row says holds `size` bytes (a small file, sent inline), into buf, which
+ * has room for size + 1: one byte more is asked for, so a file that grew
+ * since it was indexed is noticed.  0, -EAGAIN if the file is not `size`
+ * bytes now, or -errno. */
+int chunk_send_read_small(int root_fd, const char *path, uint8_t *buf, size_t size);
+
 /* The replies to a COMMIT, filled by the reader thread; reusable for the
  * next COMMIT.  The caller sets w (before chunk_wants_serve), arg (passed
  * to every callback) and the optional callbacks; the rest is the reader's. */

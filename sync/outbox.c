@@ -29,17 +29,6 @@ struct outbox {
     struct chunk_wants wants; /* filled by the reader thread */
 };
 
-static int read_small(int root_fd, const char *path, uint8_t *buf, size_t size)
-{
-    int fd = openat(root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = pread(fd, buf, size + 1, 0); /* one more: a grown file is noticed */
-    int e = errno;
-    close(fd);
-    return n == (ssize_t)size ? 0 : n < 0 ? -e : -EAGAIN;
-}
-
 /* One item: UPDATE `as` with the row of `from`, or DELETE `as`. */
 static int send_item(struct outbox *o, const struct msg_pull_entry *it)
 {
@@ -64,7 +53,7 @@ static int send_item(struct outbox *o, const struct msg_pull_entry *it)
         m.update.size = (uint64_t)f.size;
         o->c->files++;
         if (f.size <= (int64_t)WIRE_INLINE_MAX) {
-            r = read_small(o->root_fd, f.path, small, (size_t)f.size);
+            r = chunk_send_read_small(o->root_fd, f.path, small, (size_t)f.size);
             m.update.inline_data = true;
             m.update.data = small;
         } else {

@@ -147,18 +147,6 @@ static int read_listing(struct sender *p)
     }
 }
 
-/* Read a regular file of at most WIRE_INLINE_MAX bytes whole. */
-static int read_small(struct sender *p, const char *path, uint8_t *buf, size_t size)
-{
-    int fd = openat(p->src_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = pread(fd, buf, size, 0);
-    int e = errno;
-    close(fd);
-    return n == (ssize_t)size ? 0 : n < 0 ? -e : -EAGAIN;
-}
-
 /* Inodes seen in this pass: a second name of one is sent as LINK. */
 struct ino_seen {
     uint64_t ino;
@@ -259,7 +247,7 @@ static int plan_row(const struct index_file *f, void *arg)
     struct msg m = {.type = MSG_UPDATE,
                     .update = {.path = f->path, .type = f->type, .mode = mode,
                                .mtime_ns = f->mtime_ns, .target = f->target}};
-    uint8_t small[WIRE_INLINE_MAX];
+    uint8_t small[WIRE_INLINE_MAX + 1]; /* + 1: chunk_send_read_small */
     struct chunk *chunks = NULL;
     struct chunk_group *groups = NULL;
     int r = 0;
@@ -271,7 +259,7 @@ static int plan_row(const struct index_file *f, void *arg)
          * lets the far side set mode and mtime in place, with no copy. */
         bool there = rm && rm->e.type == S_IFREG && content_id_eq(&rm->e.id, &f->id);
         if (f->size <= (int64_t)WIRE_INLINE_MAX && !(there && f->size > 0)) {
-            r = read_small(p, f->path, small, (size_t)f->size);
+            r = chunk_send_read_small(p->src_fd, f->path, small, (size_t)f->size);
             m.update.inline_data = true;
             m.update.data = small;
         } else {

@@ -335,6 +335,26 @@ START_TEST(an_unknown_chunk_is_an_error)
 }
 END_TEST
 
+/* A small file is read whole; one that grew or shrank since it was
+ * indexed, or is a symlink now, is not sent as if it were the row. */
+START_TEST(a_small_file_is_read_only_at_its_indexed_size)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/s", root);
+    wm_write(path, "12345");
+    uint8_t buf[8];
+    ck_assert_int_eq(chunk_send_read_small(root_fd, "s", buf, 5), 0);
+    ck_assert_int_eq(memcmp(buf, "12345", 5), 0);
+    ck_assert_int_eq(chunk_send_read_small(root_fd, "s", buf, 4), -EAGAIN); /* grew */
+    ck_assert_int_eq(chunk_send_read_small(root_fd, "s", buf, 6), -EAGAIN); /* shrank */
+    ck_assert_int_eq(chunk_send_read_small(root_fd, "gone", buf, 5), -ENOENT);
+    char link[PATH_MAX + 8];
+    snprintf(link, sizeof(link), "%s/l", root);
+    ck_assert_int_eq(symlink("s", link), 0);
+    ck_assert_int_eq(chunk_send_read_small(root_fd, "l", buf, 5), -ELOOP);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chunk_send");
@@ -351,6 +371,7 @@ int main(void)
     tcase_add_test(tree, a_chunk_goes_as_data);
     tcase_add_test(tree, a_changed_file_sends_nothing_and_says_so);
     tcase_add_test(tree, an_unknown_chunk_is_an_error);
+    tcase_add_test(tree, a_small_file_is_read_only_at_its_indexed_size);
     suite_add_tcase(s, tree);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
