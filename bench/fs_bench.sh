@@ -8,8 +8,9 @@
 # wsync --writeback, and
 # wsync --mirror (a live mirror to a replica on its own loop fs: what the
 # mirror costs the mount; the report then adds a wsync-mirror / wsync
-# table).  Before every round of a workload the mirror is let drain, so
-# its backlog never lands on another candidate's timing.
+# table).  Before every round of a workload every wsync daemon is let
+# finish indexing (and the mirror drain), so that backlog never lands on
+# another candidate's or workload's timing; the waits are reported.
 #
 # All candidates are mounted for the whole run and every repetition of every
 # workload visits them in turn (round robin), so a burst of other users' load
@@ -261,7 +262,9 @@ case " $FSLIST " in *" passthrough_ll "*)
 esac
 
 # ---- helpers -------------------------------------------------------------------
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# Settle first: an indexer that hashed a file after the drop would bring
+# it back into the cache and make the "cold" read a warm one.
+drop_caches() { settle; sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # timed CMD...: run CMD (stdout discarded), print elapsed seconds; fail if CMD fails.
 timed() {
@@ -425,24 +428,37 @@ count_other_wsync() {
     echo "$n"
 }
 
-# settle_mirror: if wsync-mirror runs, wait (up to 10 min) until its daemon
-# has nothing pending and its mirror has acknowledged the journal head.
-MIRROR_SETTLE_PY='
+# settle: before every round, wait (up to 10 min each) until every wsync
+# candidate's daemon has indexed all it noted (and wsync-mirror's mirror
+# has acknowledged the journal head), so that background work a workload
+# left (hashing the 1 GiB file just written, say) lands on no other
+# timing.  The waits are summed per candidate and reported: that work is
+# wsync's cost too, it just is not any one workload's.
+SETTLE_PY='
 import json, sys
-d = json.load(sys.stdin)["daemon"]
-rs = d["mirrors"]
-ok = d["pending"] == 0 and d["indexed_seq"] >= d["seq"] and rs and all(r["lag_seq"] == 0 for r in rs)
+d = json.load(sys.stdin)
+d = d.get("daemon", d)
+ok = d["pending"] == 0 and d["indexed_seq"] >= d["seq"]
+if sys.argv[1] == "mirror":
+    rs = d["mirrors"]
+    ok = ok and rs and all(r["lag_seq"] == 0 for r in rs)
 sys.exit(0 if ok else 1)
 '
-settle_mirror() {
-    [ -n "${MNT[wsync-mirror]:-}" ] || return 0
-    local i
-    for i in $(seq 6000); do
-        "$WSYNC" status --json "${MNT[wsync-mirror]}" 2>/dev/null |
-            python3 -c "$MIRROR_SETTLE_PY" 2>/dev/null && return 0
-        sleep 0.1
+declare -A SETTLED_S
+settle() {
+    local fs i t0
+    for fs in "${FSARR[@]}"; do
+        case $fs in wsync*) ;; *) continue ;; esac
+        [ -n "${MNT[$fs]:-}" ] || continue
+        t0=$EPOCHREALTIME
+        for i in $(seq 6000); do
+            "$WSYNC" status --json "${MNT[$fs]}" 2>/dev/null |
+                python3 -c "$SETTLE_PY" "${fs#wsync-}" 2>/dev/null && break
+            sleep 0.1
+        done
+        [ "$i" -eq 6000 ] && log "$fs: daemon still busy after 10 min"
+        SETTLED_S[$fs]=$(python3 -c "print(${SETTLED_S[$fs]:-0} + $EPOCHREALTIME - $t0)")
     done
-    log "wsync-mirror: mirror still busy after 10 min"
 }
 
 # ---- setup ------------------------------------------------------------------
@@ -470,7 +486,7 @@ OTHER_WSYNC=$(count_other_wsync)
 # each WL: EACH = the candidates still fit for workload WL
 each() {
     local fs
-    settle_mirror
+    settle
     EACH=()
     for fs in "${FSARR[@]}"; do
         alive "$fs" "$1" || continue
@@ -755,6 +771,12 @@ report() {
     echo "- load average (1/5/15 min) at start $LOAD_START, at end $LOAD_END; 1-min at each phase: ${LOADS%, }"
     echo "- niceness of the run and of every daemon: $(ps -o ni= -p $$ | tr -d ' ') (--nice; other users' jobs run at 0)"
     echo "- other wsync mounts watching a filesystem this run used: $OTHER_WSYNC"
+    local fs settled=""
+    for fs in "${FSARR[@]}"; do
+        [ -n "${SETTLED_S[$fs]:-}" ] && settled+="$fs $(printf '%.1f' "${SETTLED_S[$fs]}") s, "
+    done
+    [ -n "$settled" ] &&
+        echo "- waited before rounds for wsync daemons to finish indexing (and mirroring) what earlier rounds left, in total: ${settled%, }"
     echo "- source tree: $TREE: $N_FILES files, $N_LINKS symlinks, $N_DIRS dirs, $TREE_MB MB"
     echo "- each timed workload run $REPS times per candidate, round robin across candidates, median shown; warm = right after an untimed run on the same candidate; fio once per pattern (--direct=0 --ioengine=psync --invalidate=0, file laid out and read first)"
     for fs in "${FSARR[@]}"; do
