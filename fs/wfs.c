@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,9 +39,35 @@ static void set_err(char *err, size_t size, const char *fmt, const char *path, i
     }
 }
 
+/* The inode table holds an O_PATH fd for every inode the kernel caches,
+ * and with day-long timeouts that is every file looked up since the mount
+ * (a node_modules is 100k of them).  So take all the fds we may: the soft
+ * limit up to the hard one, and as root the hard one up to the kernel's
+ * fs.nr_open.  Best effort; at the limit, lookups fail with EMFILE. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = rl.rlim_max;
+    FILE *f = geteuid() == 0 ? fopen("/proc/sys/fs/nr_open", "re") : NULL;
+    unsigned long nr_open = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &nr_open) == 1 && (rlim_t)nr_open > want)
+            want = (rlim_t)nr_open;
+        fclose(f);
+    }
+    struct rlimit up = {.rlim_cur = want, .rlim_max = want > rl.rlim_max ? want : rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0 && rl.rlim_cur < rl.rlim_max) {
+        up = (struct rlimit){.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        setrlimit(RLIMIT_NOFILE, &up);
+    }
+}
+
 int wfs_open(const struct wfs_options *opt, struct change_stream *changes, struct wfs **out,
              char *err, size_t errsize)
 {
+    raise_fd_limit();
     struct wfs *fs = calloc(1, sizeof(*fs));
     if (!fs)
         return -ENOMEM;

@@ -364,6 +364,37 @@ START_TEST(allow_other_by_default_for_root)
 }
 END_TEST
 
+/* The daemon holds an fd for every inode the kernel caches, and caches
+ * last a day: started with a low soft fd limit (a shell's 1024 under a
+ * hard limit of 512k, say) it must raise it, or a tree with more files
+ * than that fails with EMFILE.  (Raising the hard limit too, as root,
+ * needs CAP_SYS_RESOURCE, which a container may lack: not tested here.) */
+START_TEST(more_files_than_the_callers_fd_limit)
+{
+    int st = wm_sh("ulimit -S -n 200 && '%s' mount '%s' '%s'", wm_bin(), m.src, m.mnt);
+    ck_assert_int_eq(st, 0);
+    m.mounted = true;
+    enum { FILES = 1500 };
+    char p[PATH_MAX + 32];
+    for (int i = 0; i < FILES; i++) {
+        snprintf(p, sizeof(p), "%s/f%d", m.mnt, i);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        ck_assert_msg(fd >= 0, "create #%d: %s", i, strerror(errno));
+        close(fd);
+    }
+    for (int i = 0; i < FILES; i++) { /* all of them cached, each an fd */
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s/f%d", m.mnt, i);
+        ck_assert_msg(stat(p, &sb) == 0, "stat #%d: %s", i, strerror(errno));
+    }
+    char *lim = wm_sh_out(NULL, "grep 'open files' /proc/%d/limits", (int)daemon_pid(m.mnt));
+    long soft = 0;
+    ck_assert_msg(sscanf(lim, "Max open files %ld", &soft) == 1, "limits: %s", lim);
+    ck_assert_msg(soft > FILES, "the daemon kept a limit of %ld fds", soft);
+    free(lim);
+}
+END_TEST
+
 START_TEST(every_command_has_help)
 {
     const char *cmds[] = {"mount", "unmount", "status", "log",   "index",
@@ -400,6 +431,7 @@ int main(void)
     tcase_add_test(tc, keep_owner_keeps_the_creator);
     tcase_add_test(tc, allow_other_by_default_for_root);
     tcase_add_test(tc, every_command_has_help);
+    tcase_add_test(tc, more_files_than_the_callers_fd_limit);
     suite_add_tcase(s, tc);
     return wm_run_suite(s);
 }
