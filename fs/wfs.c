@@ -49,17 +49,24 @@ static void raise_fd_limit(void)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = rl.rlim_max;
-    FILE *f = geteuid() == 0 ? fopen("/proc/sys/fs/nr_open", "re") : NULL;
-    unsigned long nr_open = 0;
+    unsigned long nr_open = 0; /* no limit may exceed it, not even "unlimited" */
+    FILE *f = fopen("/proc/sys/fs/nr_open", "re");
     if (f) {
-        if (fscanf(f, "%lu", &nr_open) == 1 && (rlim_t)nr_open > want)
-            want = (rlim_t)nr_open;
+        if (fscanf(f, "%lu", &nr_open) != 1)
+            nr_open = 0;
         fclose(f);
     }
-    struct rlimit up = {.rlim_cur = want, .rlim_max = want > rl.rlim_max ? want : rl.rlim_max};
-    if (setrlimit(RLIMIT_NOFILE, &up) != 0 && rl.rlim_cur < rl.rlim_max) {
-        up = (struct rlimit){.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+    rlim_t soft = rl.rlim_max; /* what we may take without privilege */
+    if (nr_open && (soft == RLIM_INFINITY || soft > (rlim_t)nr_open))
+        soft = (rlim_t)nr_open;
+    rlim_t want = geteuid() == 0 && nr_open ? (rlim_t)nr_open : soft;
+    if (want < soft)
+        want = soft;
+    bool hard_up = rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max;
+    struct rlimit up = {.rlim_cur = want, .rlim_max = hard_up ? want : rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0 && hard_up) {
+        /* not allowed to raise the hard limit (no CAP_SYS_RESOURCE) */
+        up = (struct rlimit){.rlim_cur = soft, .rlim_max = rl.rlim_max};
         setrlimit(RLIMIT_NOFILE, &up);
     }
 }
