@@ -12,8 +12,10 @@
  * passthrough (fuse_io.h), we speak the few words of it ourselves and hand
  * each request to libfuse's ordinary dispatcher (fuse_session_process_buf).
  *
- * Shape: for each possible CPU, `per_queue` threads pinned to it, each
- * with its own io_uring and one ring entry.  The kernel gives a new
+ * Shape: for each possible CPU, `per_queue` threads pinned to it (one if
+ * the CPU is offline: the kernel wants every possible CPU's queue to have
+ * an entry before it uses the ring), each with its own io_uring and one
+ * ring entry.  The kernel gives a new
  * request to the entry that became free last, so a serial caller keeps
  * meeting the same, cache-hot thread; a thread stuck in a slow request
  * (fsync, a cold read) holds only its own entry, and the queue's other
