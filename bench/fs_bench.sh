@@ -13,8 +13,10 @@
 # another candidate's or workload's timing; the waits are reported.
 #
 # All candidates are mounted for the whole run and every repetition of every
-# workload visits them in turn (round robin), so a burst of other users' load
-# hits them all alike instead of whichever one happened to be running.  Each
+# workload visits them in turn (round robin, starting one further on every
+# round), so a burst of other users' load, or a disk that slows after the
+# first reader, hits them all alike instead of whichever one happened to be
+# running or to come first.  Each
 # candidate lives on its own small ext4 (a loop device), so wsync's
 # filesystem-wide fanotify watcher never sees another candidate's traffic.
 #
@@ -484,14 +486,21 @@ OTHER_WSYNC=$(count_other_wsync)
 
 # ---- phases: each rep visits every candidate in turn -------------------------
 # each WL: EACH = the candidates still fit for workload WL
+# The starting candidate moves on by one every round, so that no candidate
+# always runs first (after a cache drop, on a disk fresh from idle) or
+# last: this VM's disk reads 1 GiB cold at 1.2-1.5 GB/s first and at
+# ~300 MB/s when four others have just read theirs.
+ROUND=0
 each() {
-    local fs
+    local fs i n=${#FSARR[@]}
     settle
     EACH=()
-    for fs in "${FSARR[@]}"; do
+    for ((i = 0; i < n; i++)); do
+        fs=${FSARR[(ROUND + i) % n]}
         alive "$fs" "$1" || continue
         skip "$fs" "$1" || EACH+=("$fs")
     done
+    ROUND=$((ROUND + 1))
 }
 
 phase_copy() {
@@ -778,7 +787,7 @@ report() {
     [ -n "$settled" ] &&
         echo "- waited before rounds for wsync daemons to finish indexing (and mirroring) what earlier rounds left, in total: ${settled%, }"
     echo "- source tree: $TREE: $N_FILES files, $N_LINKS symlinks, $N_DIRS dirs, $TREE_MB MB"
-    echo "- each timed workload run $REPS times per candidate, round robin across candidates, median shown; warm = right after an untimed run on the same candidate; fio once per pattern (--direct=0 --ioengine=psync --invalidate=0, file laid out and read first)"
+    echo "- each timed workload run $REPS times per candidate, round robin across candidates (the first one moves on by one every round), median shown; warm = right after an untimed run on the same candidate; fio once per pattern (--direct=0 --ioengine=psync --invalidate=0, file laid out and read first)"
     for fs in "${FSARR[@]}"; do
         [ "$fs" = native ] && continue
         echo "- $(fs_label "$fs"): ${NOTE[$fs]:-not mounted}"
