@@ -4,6 +4,7 @@
  * per line, each failure with the command that fixes it.  Exit 1 if any
  * check failed (warnings do not count), 2 on a usage error.
  */
+#include "../fs/fuse_ring.h"
 #include "../fs/mounts.h"
 #include "../sync/probe.h"
 #include "../sync/strbuf.h"
@@ -33,8 +34,8 @@ static const char help[] =
     "line per finding: ok, warn or FAIL, and for a problem the command that\n"
     "fixes it.  Here: /dev/fuse, fusermount3, user_allow_other in\n"
     "/etc/fuse.conf (a non-root mount that Docker must see), stale wsync\n"
-    "mounts, kernel FUSE passthrough, the mount point and source if given,\n"
-    "free space.  At each DEST\n"
+    "mounts, kernel FUSE passthrough, FUSE over io_uring, the mount point and\n"
+    "source if given, free space.  At each DEST\n"
     "(reached as push reaches it, running 'wsync serve --stdio --probe'): that\n"
     "wsync runs there and speaks our protocol, its version, whether ROOT can\n"
     "be written, its free space and its clock against ours.  Nothing is\n"
@@ -168,6 +169,36 @@ static void check_passthrough(struct report *rp, bool root)
                 "Linux %s: file reads and writes can bypass the daemon (FUSE passthrough; "
                 "wsync status shows it per mount)",
                 u.release);
+}
+
+/* FUSE over io_uring (fs/fuse_ring.h): the transport a mount uses when the
+ * kernel has it; `wsync status` says which one a mount got. */
+static void check_io_uring(struct report *rp, bool root)
+{
+    int on = fuse_ring_kernel_enabled();
+    char disabled[8] = "0";
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f) {
+        if (!fgets(disabled, sizeof(disabled), f))
+            disabled[0] = '0';
+        fclose(f);
+    }
+    if (on == -ENOENT)
+        finding(rp, LEVEL_WARN, "io-uring", "a Linux 6.14 or later kernel (CONFIG_FUSE_IO_URING)",
+                "this kernel has no FUSE over io_uring: requests go through /dev/fuse (about half "
+                "the speed for creates, deletes and git)");
+    else if (disabled[0] != '0')
+        finding(rp, LEVEL_WARN, "io-uring", "sysctl kernel.io_uring_disabled=0",
+                "io_uring is disabled on this machine (kernel.io_uring_disabled=%c): requests go "
+                "through /dev/fuse",
+                disabled[0]);
+    else if (on == 0 && !root)
+        finding(rp, LEVEL_WARN, "io-uring",
+                "echo Y > /sys/module/fuse/parameters/enable_uring (as root)",
+                "FUSE over io_uring is off in the kernel: requests go through /dev/fuse");
+    else
+        finding(rp, LEVEL_OK, "io-uring", NULL, "requests can come through FUSE over io_uring%s",
+                on == 0 ? " (wsync mount turns the kernel's switch on)" : "");
 }
 
 /* The first executable `name` in $PATH (or the usual dirs); 0 or -ENOENT. */
@@ -528,6 +559,7 @@ int cmd_doctor(int argc, char **argv)
     check_fusermount(&rp, root);
     check_allow_other(&rp, conf, root);
     check_passthrough(&rp, root);
+    check_io_uring(&rp, root);
     if (mounts_foreach_wsync(stale_mount, &rp) != 0)
         finding(&rp, LEVEL_WARN, "stale-mount", NULL, "cannot read /proc/self/mountinfo: %s",
                 strerror(errno));
