@@ -199,8 +199,6 @@ static void add_status(struct daemon *d, struct strbuf *sb, bool json)
     strbuf_adds(sb, "}\n");
 }
 
-/* Wait until every change noted so far is indexed (and so journaled), at
- * most ms.  True if it is. */
 /* What is left of a bound of ms milliseconds that started at t0 (monotonic). */
 static int ms_left(const struct timespec *t0, int ms)
 {
@@ -210,6 +208,8 @@ static int ms_left(const struct timespec *t0, int ms)
     return spent < ms ? ms - (int)spent : 0;
 }
 
+/* Wait until every change noted so far is indexed (and so journaled), at
+ * most ms.  True if it is. */
 static bool wait_indexed(struct daemon *d, int ms)
 {
     uint64_t want = change_stream_seq(d->changes);
