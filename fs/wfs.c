@@ -204,6 +204,14 @@ static void start_ring(struct wfs *fs)
     fuse_io_want_ring(fs->ring);
 }
 
+/* Undo start_ring: the hooks forget the ring, its threads end. */
+static void stop_ring(struct wfs *fs)
+{
+    fuse_io_want_ring(NULL);
+    fuse_ring_stop(fs->ring);
+    fs->ring = NULL;
+}
+
 int wfs_mount(struct wfs *fs, char *err, size_t errsize)
 {
     char *o = mount_options(fs);
@@ -251,10 +259,7 @@ int wfs_run(struct wfs *fs, void (*on_ready)(void *arg), void *arg)
     fs->on_ready_arg = arg;
     /* Two hot readers, slow requests to a pool: fuse_loop.h says why. */
     int ret = fuse_loop_run(fs->se, WFS_POOL_THREADS, WFS_READERS);
-    /* The mount is gone: the kernel has failed the ring's entries. */
-    fuse_io_want_ring(NULL);
-    fuse_ring_stop(fs->ring);
-    fs->ring = NULL;
+    stop_ring(fs); /* the mount is gone: the kernel has failed the ring's entries */
     watcher_stop(fs->watcher);
     fs->watcher = NULL;
     fuse_session_unmount(fs->se);
@@ -282,9 +287,7 @@ void wfs_close(struct wfs *fs)
     if (!fs)
         return;
     watcher_stop(fs->watcher);
-    fuse_io_want_ring(NULL);
-    fuse_ring_stop(fs->ring); /* mounted, but never served */
-    fs->ring = NULL;
+    stop_ring(fs); /* if mounted but never served */
     if (fs->se)
         fuse_session_destroy(fs->se);
     overlay_close(fs->ov);
